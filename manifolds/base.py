@@ -257,6 +257,12 @@ class Manifold:
       return jnp.concatenate([jnp.real(flat), jnp.imag(flat)], axis=-1)
     return flat
 
+  def input_features(self, x):
+    """Real features of points for network inputs: continuous in the point.
+    Default `to_features`; the torus uses (cos, sin) of the angles, whose raw values
+    jump at the wrap.  -> (..., F_in)."""
+    return self.to_features(x)
+
   def from_features(self, f):
     """Inverse of `to_features` (real features -> ambient array of point shape)."""
     bs = jnp.shape(f)[:-1]

@@ -147,6 +147,10 @@ class Torus(Manifold):
   def log_det_exp(self, x, v):
     return jnp.zeros(jnp.broadcast_shapes(jnp.shape(x), jnp.shape(v))[:-1], nx.real_dtype(v))
 
+  def input_features(self, x):
+    # (cos, sin): continuous across the wrap at -pi / pi, unlike the raw angles.
+    return jnp.concatenate([jnp.cos(x), jnp.sin(x)], axis=-1)
+
   def random_uniform(self, key, batch_shape=(), dtype=None):
     dtype = self._as_point_dtype(dtype)
     return jax.random.uniform(key, tuple(batch_shape) + self.shape, dtype,

@@ -68,6 +68,10 @@ class Power(Manifold):
   def log_det_exp(self, x, v):
     return jnp.sum(self.base.log_det_exp(x, v), axis=-1)
 
+  def input_features(self, x):
+    f = self.base.input_features(x)  # (..., k, F_base)
+    return jnp.reshape(f, f.shape[:-2] + (-1,))
+
   def random_uniform(self, key, batch_shape=(), dtype=None):
     return self.base.random_uniform(key, tuple(batch_shape) + (self.k,), dtype)
 

@@ -1,13 +1,428 @@
-"""SU(n).  (Being written: geometry + heat kernel.)"""
+r"""`SpecialUnitary(n)`: the group SU(n) with the bi-invariant metric <U X, U Y> = Re tr(X^H Y).
+
+Points are complex (n, n) matrices with U^H U = I and det U = 1 (complex64 / complex128,
+following float32 / float64).  Tangent vectors at U are ambient matrices V = U A with A in
+su(n) (skew-Hermitian, traceless).  The metric is the Frobenius inner product of the ambient
+space C^{n x n} = R^{2 n^2}, so the base-class `inner` (Re sum conj(u) v) applies unchanged.
+
+Eigen-angles
+------------
+`eigen_angles(u)` returns the maximal-torus coordinates of u: real angles theta (..., n) with
+eigenvalues e^{i theta_k}, sorted ascending, summing to 0 (up to round-off; the mean is
+removed).  Construction: principal angles in (-pi, pi] sum to 2 pi m for an integer m; the
+m largest (m > 0) are lowered by 2 pi, or the |m| smallest (m < 0) raised by 2 pi.  This is the
+unique minimal-norm representative (|theta| = geodesic distance to I), so after the adjustment
+an angle may leave (-pi, pi] (e.g. (2, 2, -4) for SU(3)); all |theta_k| <= pi is impossible in
+general.  Ties (equal principal angles at the shift boundary) give the same sorted multiset,
+so `eigen_angles` is unambiguous; they occur exactly on the cut locus (below).
+
+Eigen-decomposition of a unitary matrix (`_unitary_eig`): eig of a general matrix is CPU-only
+in XLA and gives non-orthogonal vectors for repeated eigenvalues, so we use a Cayley
+transform.  The eigenvalues of the Hermitian part give candidates +-arccos(cos theta_k) that
+contain every true angle; psi = centre of the largest gap between candidates is at least
+pi / (2n) away from all eigen-angles; H = i (e^{i phi} - M)(e^{i phi} + M)^{-1} with
+phi = psi + pi is Hermitian, well conditioned, with eigenvalues tan((theta_k - phi) / 2) that
+are distinct exactly when the eigenvalues of M are distinct, so `eigh(H)` gives an orthonormal
+eigenbasis and accurate angles, also for repeated eigenvalues (U = I, -I, centre elements).
+
+Geometry
+--------
+* exp(U, V) = U expm(A), A = U^H V (projected onto su(n)); closed form for n = 2,
+  `jax.scipy.linalg.expm` otherwise; then re-projected onto SU(n) (one Newton-Schulz polar step
+  and division by det^{1/n}, whose principal branch is exact since det = 1 + O(eps)).
+* log(U, W) = U Q diag(i theta) Q^H with theta the minimal-norm traceless angles of U^H W
+  (see eigen_angles), so |log| = dist and exp(U, log(U, W)) = W everywhere.  Its JVP is the
+  Daleckii-Krein formula (finite for repeated eigenvalues).
+* dist(U, W) = |eigen_angles(U^H W)|.
+* Cut locus: W is in the cut locus of U iff the minimal angles of U^H W have
+  max theta - min theta = 2 pi (two eigenvalues equal but with angles differing by 2 pi).  For
+  SU(2) this is exactly W = -U.  For n >= 3 an eigenvalue -1 alone is *not* a cut point
+  (e.g. angles (-pi, 1, pi - 1)), while e.g. U^H W = e^{2 pi i / 3} I in SU(3) is.  On the cut
+  locus `log` returns one minimizing tangent vector (deterministic: of two tied principal angles
+  the one that comes later in the eigh order is shifted), with |log| = dist and
+  exp(U, log(U, W)) = W; never a silent zero.  The derivative of log is infinite there
+  (clamped to a large finite value).
+* proj(Z) = polar(Z) det(polar(Z))^{-1/n} (principal root).  This is the exact nearest point of
+  SU(n) when polar(Z) is in SU(n) or Z has equal singular values (Z = c U), and the nearest
+  point up to O(|Z - SU(n)|^2) in general (the exact special-unitary Procrustes problem also
+  redistributes the determinant phase by the singular values).  Polar JVP is written in closed
+  form (finite for repeated singular values).
+* to_tangent(U, Z) = U P(U^H Z), P = orthogonal projection onto su(n) (skew part, trace removed).
+* transp(U, W, V): with W = U exp(X), parallel transport of the bi-invariant (Levi-Civita,
+  nabla_X Y = [X, Y] / 2) connection along t -> U exp(t X) maps U A to
+  W exp(-X/2) A exp(X/2) = U exp(X/2) A exp(X/2): an isometry onto T_W.
+* log_det_exp(U, V) = sum_{j<k} 2 log|sinc((a_j - a_k) / 2)|, i a_k the eigenvalues of U^H V
+  (d exp_U at V = left translation o (1 - e^{-ad A}) / ad A; the complexified ad A has
+  eigenvalues i (a_j - a_k)).  At conjugate points (|a_j - a_k| in 2 pi Z \ {0}) the exact
+  value is -inf; we return log(tiny) of the dtype instead.
+* random_uniform: Haar on U(n) (QR of a complex Ginibre matrix with the phases of diag R moved
+  into Q), then the first column is multiplied by conj(det) / |det|.  Because the correction
+  depends on U only through det U, the law is invariant under left multiplication by SU(n):
+  exactly Haar on SU(n).
+* log_volume = log(sqrt(n) (2 pi)^((n^2 + n - 2) / 2) / prod_{k<n} k!).
+* random_normal_tangent: U P(Z) with Z standard complex normal (Re and Im N(0, 1)); P is an
+  orthogonal projection in the metric, so the result has identity covariance on T_U.
+
+Heat kernel
+-----------
+p_t(U, W) = p_t(theta), theta = eigen_angles(U^H W), generator (1/2) Laplace-Beltrami, density
+w.r.t. the Riemannian volume.  Two exact representations (HEAT_KERNELS.md):
+
+* images (t < T_SWITCH = 1.5): p = (2 pi t)^{-d/2} e^{|delta|^2 t / 2}
+  sum_{m in Z^n, sum m = 0} G(h) prod_{j<k} rho(h_j - h_k), h = theta + 2 pi m,
+  G = exp(-|h|^2 / 2t), rho(a) = (a/2) / sin(a/2)  (evaluated as 1/sinc for |a| < pi),
+  summed in log space with signs.  The lattice points kept are all m that can contribute more
+  than e^{-60} relative for some theta and t <= 4 (exact bound over the Voronoi cell's vertices).
+  Walls: the terms are singular when e^{i theta_j} = e^{i theta_k} with h_j - h_k in
+  2 pi Z \ {0} (the heat kernel itself is smooth; the singular terms cancel).  Handling, with
+  s = t / 2 pi and gap eps_jk = distance of theta_j - theta_k to 2 pi Z:
+    - no wall closer than s eps^{1/6} (double) / s eps^{1/6} (single): plain sum;
+    - one wall closer than b = s eps^{1/3}: the point is moved along the wall normal to gap b
+      (the kernel is even in the gap, so the error is O(b^2 / s^2) ~ eps^{2/3}; the rounding of
+      the cancelling pair is ~ eps s / b = eps^{2/3});
+    - two or more near walls: terms singular at a near wall are dropped when their Gaussian
+      weight is < 1e-13 (double) / 1e-7 (single) of the largest (e.g. U = W for t < 1.5);
+      otherwise (e.g. centre elements of SU(3) and SU(4)) the value is computed by a complex
+      mean-value (Cauchy) average over K points theta + r e^{i pi (2k+1)/K} w, w splitting all
+      coincident angles, r = rho_mv t / (|theta| + sqrt t), which is exact for the entire
+      function p up to O((r / scale)^K); this branch runs under `lax.cond`, only when a batch
+      contains such a point.
+* characters (t >= 1.5): p = (1/vol) sum_lambda d_lambda e^{-C(lambda) t / 2} s_lambda(z),
+  z = e^{i theta}, C(lambda) = sum_j lambda_j (lambda_j + n + 1 - 2j) - |lambda|^2 / n, with the
+  Schur polynomial s_lambda computed division-free by Jacobi-Trudi (complete homogeneous
+  polynomials from the elementary symmetric ones), so repeated eigenvalues need no care.
+  lambda runs over all partitions with d_lambda^2 e^{-C t / 2} > e^{-45} at t = 1.5.
+
+`heat_kernel_score` is the closed form for class functions: with U^H W = Q diag(e^{i theta}) Q^H
+and c = grad_theta log p projected onto sum c = 0, grad_W log p = W Q diag(i c) Q^H (c is
+obtained by autodiff of the angle function above; it is symmetric, so c_j = c_k on repeated
+eigenvalues and the formula does not depend on the choice of Q).  (The base-class autodiff
+route is also correct: JAX returns conj of d/dRe + i d/dIm for complex inputs and the base
+conjugates it; `eigen_angles` has a JVP finite at repeated eigenvalues.)
+
+`sample_heat_kernel` is exact rejection sampling of the eigen-angles (target density
+p_t(theta) |Delta(theta)|^2 on the torus) with the conjugation Y = x Q diag(e^{i h}) Q^H, Q Haar:
+  - Gaussian proposal X ~ N(0, t I) on su(n): h = eigenvalues of -i X, Q its eigenvectors (Haar).
+    Since |(h_j - h_k) 2 sin((h_j - h_k)/2)| <= (h_j - h_k)^2 termwise, the acceptance
+    probability Delta(theta) sum_m G V / sum_m G V^2 (V = Vandermonde of h_m) is <= 1 and the
+    acceptance rate is exactly exp(-|delta|^2 t / 2).
+  - Haar proposal Y = x U with acceptance p_t(U) / p_t(I) (p_t is maximal at I), rate
+    1 / (vol p_t(I)).
+  Per draw the proposal with the larger rate is used (Gaussian for t < 1.5 always).  Rounds of
+  proposals run in a `lax.while_loop` until every draw is accepted.
+
+Measured accuracy (benchmarks in tests/test_special_unitary.py; mpmath references): see the
+report at the end of this docstring (filled in from the tests).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from manifolds import _numerics as nx
 from manifolds.base import Manifold
+
+_HI = jax.lax.Precision.HIGHEST
+# Methods are jitted as a whole (self is static: manifolds hash by spec), so eager calls compile
+# one program per shape instead of dispatching many small ops.
+_jit_method = functools.partial(jax.jit, static_argnums=0)
+_TWO_PI = 2.0 * math.pi
+
+T_SWITCH = 1.5       # images below, characters at and above
+_MV_POINTS = 16      # complex mean-value branch: number of points on the circle
+_MV_RHO_LIN = 1.6
+_SAMPLE_CHUNK = 8192  # proposals per chunk in the rejection sampler
+_MAX_ROUNDS = 100000
+_T_GAUSS_MAX = 4.0   # the Gaussian proposal is only used up to this t (image table coverage)
+
+
+# ============================================================================ small helpers
+def _mm(a, b):
+  return jnp.matmul(a, b, precision=_HI)
+
+
+def _dag(a):
+  return jnp.conj(jnp.swapaxes(a, -1, -2))
+
+
+def _eye_like(a):
+  n = a.shape[-1]
+  return jnp.eye(n, dtype=a.dtype)
+
+
+def _trace(a):
+  return jnp.trace(a, axis1=-2, axis2=-1)
+
+
+def _su_part(a):
+  """Orthogonal projection of an ambient (n, n) matrix onto su(n)."""
+  n = a.shape[-1]
+  s = 0.5 * (a - _dag(a))
+  return s - (_trace(s) / n)[..., None, None] * _eye_like(a)
+
+
+def _diag_embed(d):
+  n = d.shape[-1]
+  return d[..., :, None] * jnp.eye(n, dtype=d.dtype)
+
+
+def _conj_diag(q, d):
+  """Q diag(d) Q^H."""
+  return _mm(q * d[..., None, :], _dag(q))
+
+
+def _wrap_pi(a):
+  """Wrap real angles into (-pi, pi]."""
+  return math.pi - jnp.mod(math.pi - a, _TWO_PI)
+
+
+def _complex_dtype(real_dtype):
+  return jnp.complex128 if jnp.dtype(real_dtype) == jnp.float64 else jnp.complex64
+
+
+# ============================================================================ eigen-angles
+def _minimal_angles(theta):
+  """Principal angles (..., n) (any reals) -> minimal-norm traceless representative.
+
+  Wraps into (-pi, pi], then shifts by 2 pi the m largest (m = round(sum / 2 pi) > 0) or the
+  |m| smallest (m < 0) angles, then removes the mean.  Keeps the input order.
+  """
+  n = theta.shape[-1]
+  theta = _wrap_pi(theta)
+  m = jnp.round(jnp.sum(theta, axis=-1) / _TWO_PI)[..., None]
+  ranks = jnp.argsort(jnp.argsort(theta, axis=-1, stable=True), axis=-1, stable=True)
+  ranks = ranks.astype(theta.dtype)
+  shift = jnp.where(m > 0, (ranks >= n - m).astype(theta.dtype), 0.0)
+  shift = shift - jnp.where(m < 0, (ranks < -m).astype(theta.dtype), 0.0)
+  h = theta - _TWO_PI * shift
+  return h - jnp.mean(h, axis=-1, keepdims=True)
+
+
+def _unitary_eig(m):
+  """Eigen-decomposition of a (near) unitary matrix, robust to repeated eigenvalues.
+
+  Returns (h, q): h (..., n) the minimal-norm traceless eigen-angles (see `eigen_angles`),
+  aligned with the orthonormal eigenvector columns of q (..., n, n).  No gradient (use the
+  custom-JVP wrappers).
+  """
+  m = jax.lax.stop_gradient(m)
+  n = m.shape[-1]
+  rdt = nx.real_dtype(m)
+  herm = 0.5 * (m + _dag(m))
+  c = jnp.clip(jnp.linalg.eigvalsh(herm), -1.0, 1.0)
+  a = jnp.arccos(c)
+  cand = jnp.sort(jnp.concatenate([a, -a], axis=-1), axis=-1)  # (..., 2n) in [-pi, pi]
+  gaps = jnp.concatenate([cand[..., 1:] - cand[..., :-1],
+                          (cand[..., :1] + _TWO_PI - cand[..., -1:])], axis=-1)
+  i = jnp.argmax(gaps, axis=-1)
+  lo = jnp.take_along_axis(cand, i[..., None], axis=-1)[..., 0]
+  g = jnp.take_along_axis(gaps, i[..., None], axis=-1)[..., 0]
+  psi = lo + 0.5 * g
+  phi = psi + math.pi
+  e = jnp.exp(1j * phi.astype(rdt)).astype(m.dtype)[..., None, None]
+  eye = _eye_like(m)
+  num = e * eye - m
+  den = e * eye + m
+  hm = 1j * jnp.linalg.solve(den, num)
+  hm = 0.5 * (hm + _dag(hm))
+  tv, q = jnp.linalg.eigh(hm)
+  theta = phi[..., None] + 2.0 * jnp.arctan(tv.astype(rdt))
+  return _minimal_angles(theta), q
+
+
+@jax.custom_jvp
+def _angles_aligned(m):
+  return _unitary_eig(m)[0]
+
+
+@_angles_aligned.defjvp
+def _angles_aligned_jvp(primals, tangents):
+  (m,), (dm,) = primals, tangents
+  h, q = _unitary_eig(m)
+  b = _mm(_dag(q), _mm(dm, q))
+  db = jnp.diagonal(b, axis1=-2, axis2=-1)
+  dh = jnp.imag(jnp.exp(-1j * h.astype(m.dtype)) * db).astype(h.dtype)
+  dh = dh - jnp.mean(dh, axis=-1, keepdims=True)
+  return h, dh
+
+
+@jax.jit
+def _eigen_angles(u):
+  return jnp.sort(_angles_aligned(u), axis=-1)
 
 
 def eigen_angles(u):
-  raise NotImplementedError
+  """Eigen-angles of points of SU(n): (..., n, n) -> real (..., n).
+
+  theta sorted ascending, sum theta = 0 (up to round-off), e^{i theta_k} the eigenvalues,
+  |theta| = d(I, u) (the minimal-norm representative; see the module docstring).
+  Differentiable (JVP finite at repeated eigenvalues).
+  """
+  u = jnp.asarray(u)
+  if not jnp.iscomplexobj(u):
+    u = u.astype(_complex_dtype(u.dtype))
+  return _eigen_angles(u)
 
 
+def _sinc(a):
+  """sin(a)/a for real or complex a (finite value and gradient at 0)."""
+  small = jnp.abs(a) < 1e-2
+  a_s = jnp.where(small, 1.0, a)
+  a2 = a * a
+  series = 1.0 - a2 / 6.0 + a2 * a2 / 120.0 - a2 * a2 * a2 / 5040.0
+  return jnp.where(small, series, jnp.sin(a_s) / a_s)
+
+
+@jax.custom_jvp
+def _logm_su(m):
+  """Minimal-norm traceless logarithm of a unitary matrix: (..., n, n) -> su(n)."""
+  h, q = _unitary_eig(m)
+  return _conj_diag(q, (1j * h).astype(m.dtype))
+
+
+@_logm_su.defjvp
+def _logm_su_jvp(primals, tangents):
+  (m,), (dm,) = primals, tangents
+  h, q = _unitary_eig(m)
+  hc = h.astype(m.dtype)
+  a = _conj_diag(q, 1j * hc)
+  # Daleckii-Krein: divided differences of log at e^{i h}:
+  # i (h_j - h_k) / (e^{i h_j} - e^{i h_k}) = e^{-i (h_j + h_k)/2} / sinc((h_j - h_k)/2).
+  dh = 0.5 * (h[..., :, None] - h[..., None, :])
+  s = _sinc(dh)
+  tiny = nx.eps(h.dtype) ** 2
+  s = jnp.where(jnp.abs(s) < tiny, jnp.where(s < 0, -tiny, tiny), s)  # cut locus: clamp
+  f = jnp.exp(-0.5j * (hc[..., :, None] + hc[..., None, :])) / s.astype(m.dtype)
+  b = _mm(_dag(q), _mm(dm, q))
+  da = _mm(q, _mm(f * b, _dag(q)))
+  return a, _su_part(da)
+
+
+def _expm_su(a):
+  """exp of a (..., n, n) element of su(n) (differentiable everywhere)."""
+  n = a.shape[-1]
+  if n == 2:
+    # a^2 = -(|a|^2 / 2) I for a in su(2):  exp(a) = cos(s) I + sinc(s) a,  s^2 = |a|^2 / 2.
+    s2 = 0.5 * jnp.real(jnp.sum(jnp.conj(a) * a, axis=(-2, -1)))
+    half = nx.sinc(s2 / 4.0)
+    cos_s = 1.0 - 0.5 * s2 * half * half          # cos s = 1 - 2 sin^2(s/2)
+    sinc_s = nx.sinc(s2)
+    return (cos_s[..., None, None] * _eye_like(a)
+            + sinc_s[..., None, None].astype(a.dtype) * a).astype(a.dtype)
+  return jax.scipy.linalg.expm(a)
+
+
+def _det(a):
+  return jnp.linalg.det(a)
+
+
+def _fix_det(u):
+  """Divide a near-SU(n) unitary by det^{1/n} (principal root)."""
+  n = u.shape[-1]
+  ang = jnp.angle(_det(u))
+  return u * jnp.exp(-1j * (ang / n).astype(u.dtype))[..., None, None]
+
+
+def _reproject(u):
+  """One Newton-Schulz polar step (error e -> O(e^2)) and determinant fix."""
+  eye = _eye_like(u)
+  u = 0.5 * _mm(u, 3.0 * eye - _mm(_dag(u), u))
+  return _fix_det(u)
+
+
+@jax.custom_jvp
+def _polar(z):
+  """Unitary polar factor of a square matrix (SVD based)."""
+  u, _, vh = jnp.linalg.svd(z)
+  return _mm(u, vh)
+
+
+@_polar.defjvp
+def _polar_jvp(primals, tangents):
+  (z,), (dz,) = primals, tangents
+  u, s, vh = jnp.linalg.svd(z)
+  w = _mm(u, vh)
+  mt = _mm(_dag(u), _mm(dz, _dag(vh)))
+  den = s[..., :, None] + s[..., None, :]
+  den = jnp.maximum(den, jnp.finfo(den.dtype).tiny)
+  om = (mt - _dag(mt)) / den.astype(mt.dtype)
+  return w, _mm(u, _mm(om, vh))
+
+
+# ============================================================================ tables
+def _partitions(n, bound_fn, max_part=200):
+  """All lambda_1 >= ... >= lambda_{n-1} >= 0 (n-1 parts) accepted by bound_fn (monotone)."""
+  out = []
+
+  def rec(prefix, maxv):
+    if len(prefix) == n - 1:
+      out.append(tuple(prefix))
+      return
+    for v in range(0, maxv + 1):
+      cand = prefix + [v] + [0] * (n - 2 - len(prefix))
+      if not bound_fn(cand):
+        break
+      rec(prefix + [v], v)
+
+  rec([], max_part)
+  return out
+
+
+def _casimir(lam, n):
+  lam = list(lam) + [0] * (n - len(lam))
+  tot = sum(lam)
+  return sum(l * (l + n + 1 - 2 * (j + 1)) for j, l in enumerate(lam)) - tot * tot / n
+
+
+def _log_dim(lam, n):
+  lam = list(lam) + [0] * (n - len(lam))
+  l = [lam[j] + n - 1 - j for j in range(n)]
+  return sum(math.log((l[j] - l[k]) / (k - j)) for j in range(n) for k in range(j + 1, n))
+
+
+def _image_table(n, t_max=_T_GAUSS_MAX, log_cut=60.0):
+  """Lattice points m (sum 0) with G(theta + 2 pi m) / G(theta) > e^{-log_cut} (times a
+  polynomial margin) at t = t_max for some theta in the Voronoi cell of 0 (checked at the
+  cell's vertices, where the linear-in-theta condition is extremal); symmetric under S_n."""
+  budget = 2.0 * t_max * log_cut
+  verts = []
+  for k in range(1, n):
+    base = [(n - k) / n] * k + [-k / n] * (n - k)
+    verts.extend(set(itertools.permutations(base)))
+  verts = _TWO_PI * np.array(sorted(set(verts)), dtype=np.float64)
+  theta_max = float(np.max(np.linalg.norm(verts, axis=1)))
+  rmax = int(math.ceil((theta_max + math.sqrt(theta_max**2 + budget)) / _TWO_PI))
+  keep = []
+  for mm in itertools.product(range(-rmax, rmax + 1), repeat=n - 1):
+    last = -sum(mm)
+    if abs(last) > rmax:
+      continue
+    m = np.array(list(mm) + [last], dtype=np.float64)
+    if not m.any():
+      keep.append(m)
+      continue
+    # |theta + 2 pi m|^2 - |theta|^2 = 4 pi m.theta + 4 pi^2 |m|^2, minimal over the cell
+    # at a vertex (the cell is the convex hull of the vertices).
+    inc = np.min(4.0 * math.pi * verts @ m) + 4.0 * math.pi**2 * float(m @ m)
+    if inc <= budget:
+      keep.append(m)
+  keep = np.array(keep)
+  order = np.argsort(np.sum(keep**2, axis=1), kind="stable")
+  return keep[order]
+
+
+# ============================================================================ the manifold
 class SpecialUnitary(Manifold):
+  """SU(n), n >= 2, with <U X, U Y> = Re tr(X^H Y).  Points: complex (n, n) arrays."""
+
   is_complex = True
+  compact = True
 
   def __init__(self, n: int):
     if int(n) != n or n < 2:
@@ -15,7 +430,565 @@ class SpecialUnitary(Manifold):
     self.n = int(n)
     self.dim = self.n**2 - 1
     self.shape = (self.n, self.n)
+    n = self.n
+    self._delta2 = n * (n * n - 1) / 12.0
+    self._pairs = np.array([(p, q) for p in range(n) for q in range(p + 1, n)], dtype=np.int32)
+    self._images = _image_table(n)
+    # Batch chunk for the heat kernel: bounds the (chunk, images, pairs) temporaries.
+    self._chunk = int(max(256, min(65536, 2**22 // max(1, len(self._images) * len(self._pairs)))))
+    self._dm = (self._images[:, self._pairs[:, 0]] - self._images[:, self._pairs[:, 1]]).astype(np.int64)
+    # Characters: d^2 e^{-C t/2} > e^{-45} at t = T_SWITCH.
+    def ok(lam):
+      return _casimir(lam, n) * T_SWITCH / 2.0 - 2.0 * _log_dim(lam, n) <= 45.0
+    lams = _partitions(n, ok)
+    self._lams = np.array(lams, dtype=np.int64).reshape(len(lams), n - 1)
+    self._cas = np.array([_casimir(l, n) for l in lams])
+    self._logd = np.array([_log_dim(l, n) for l in lams])
+    self._kmax = int(self._lams.max()) + n  # h_k needed for k <= lambda_1 + n - 2
+    # Jacobi-Trudi: s_lambda = det[h_{lambda_i - i + j}], indices into [0]*(n-2) + [h_0..h_K].
+    r = n - 1
+    ii, jj = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
+    idx = self._lams[:, :, None] - ii[None] + jj[None]  # (L, r, r)
+    self._jt_index = np.where(idx < 0, 0, idx + (n - 2)).astype(np.int32)
+    self._jt_zero = idx < 0
 
   @property
   def spec(self):
     return f"su({self.n})"
+
+  # ------------------------------------------------------------------ geometry
+  @_jit_method
+  def exp(self, x, v):
+    x = jnp.asarray(x)
+    a = _su_part(_mm(_dag(x), jnp.asarray(v, x.dtype)))
+    return _reproject(_mm(x, _expm_su(a)))
+
+  @_jit_method
+  def log(self, x, y):
+    x = jnp.asarray(x)
+    y = jnp.asarray(y, x.dtype)
+    return _mm(x, _logm_su(_mm(_dag(x), y)))
+
+  @_jit_method
+  def dist(self, x, y):
+    x = jnp.asarray(x)
+    y = jnp.asarray(y, x.dtype)
+    th = _angles_aligned(_mm(_dag(x), y))
+    return nx.safe_sqrt(jnp.sum(th * th, axis=-1))
+
+  @_jit_method
+  def proj(self, z):
+    z = jnp.asarray(z)
+    if not jnp.iscomplexobj(z):
+      z = z.astype(_complex_dtype(z.dtype))
+    return _fix_det(_polar(z))
+
+  @_jit_method
+  def to_tangent(self, x, z):
+    x = jnp.asarray(x)
+    return _mm(x, _su_part(_mm(_dag(x), jnp.asarray(z, x.dtype))))
+
+  @_jit_method
+  def transp(self, x, y, v):
+    x = jnp.asarray(x)
+    y = jnp.asarray(y, x.dtype)
+    xa = _logm_su(_mm(_dag(x), y))
+    e = _expm_su(0.5 * xa)
+    a = _su_part(_mm(_dag(x), jnp.asarray(v, x.dtype)))
+    w = _mm(x, _mm(e, _mm(a, e)))
+    return self.to_tangent(y, w)
+
+  @_jit_method
+  def log_det_exp(self, x, v):
+    x = jnp.asarray(x)
+    a = _su_part(_mm(_dag(x), jnp.asarray(v, x.dtype)))
+    alpha = jnp.linalg.eigvalsh(-1j * a)  # real, i alpha = eigenvalues of a
+    p, q = self._pairs[:, 0], self._pairs[:, 1]
+    r = 0.5 * (alpha[..., p] - alpha[..., q])
+    return jnp.sum(2.0 * _log_abs_sinc(r), axis=-1)
+
+  # ------------------------------------------------------------------ sampling / volume
+  def log_volume(self):
+    n = self.n
+    return (0.5 * math.log(n) + 0.5 * (n * n + n - 2) * math.log(_TWO_PI)
+            - sum(math.lgamma(k + 1) for k in range(1, n)))
+
+  def random_uniform(self, key, batch_shape: Sequence[int] = (), dtype=None):
+    return self._random_uniform(key, tuple(int(b) for b in batch_shape),
+                                jnp.dtype(self._as_point_dtype(dtype)))
+
+  @functools.partial(jax.jit, static_argnums=(0, 2, 3))
+  def _random_uniform(self, key, batch_shape, dtype):
+    q = _haar_unitary(key, batch_shape, self.n, dtype)          # Haar on U(n)
+    det = _det(q)
+    c = jnp.conj(det) / jnp.abs(det).astype(det.dtype)
+    return q.at[..., :, 0].multiply(c[..., None])
+
+  @_jit_method
+  def random_normal_tangent(self, key, x):
+    x = jnp.asarray(x)
+    rdt = nx.real_dtype(x)
+    k1, k2 = jax.random.split(key)
+    z = jax.lax.complex(jax.random.normal(k1, x.shape, rdt), jax.random.normal(k2, x.shape, rdt))
+    return _mm(x, _su_part(z))
+
+  # ------------------------------------------------------------------ validation
+  @_jit_method
+  def _violation(self, x):
+    x = jnp.asarray(x)
+    if not jnp.iscomplexobj(x):
+      x = x.astype(_complex_dtype(x.dtype))
+    g = _mm(_dag(x), x) - _eye_like(x)
+    v1 = jnp.max(jnp.abs(g), axis=(-2, -1))
+    v2 = jnp.abs(_det(x) - 1.0)
+    return jnp.maximum(v1, v2)
+
+  def _criterion(self):
+    return "max(|U^H U - I|_max, |det U - 1|)"
+
+  def default_atol(self, dtype):
+    e = nx.eps(dtype)
+    return max(math.sqrt(e), 1000.0 * e) * self.n
+
+  # ------------------------------------------------------------------ heat kernel
+  @_jit_method
+  def log_heat_kernel(self, x, y, t):
+    x = jnp.asarray(x)
+    y = jnp.asarray(y, x.dtype)
+    th = _angles_aligned(_mm(_dag(x), y))
+    t = self._real_t(t, th)
+    shape = jnp.broadcast_shapes(th.shape[:-1], t.shape)
+    th = jnp.broadcast_to(th, shape + th.shape[-1:])
+    t = jnp.broadcast_to(t, shape)
+    return self.log_heat_kernel_angles(th, t)
+
+  @_jit_method
+  def log_heat_kernel_angles(self, theta, t):
+    """log p_t as a function of the eigen-angles (..., n) (sum 0, any order, minimal-norm
+    representative as returned by `eigen_angles`).  -> broadcast(batch, t)."""
+    theta = jnp.asarray(theta)
+    t = jnp.asarray(t, theta.dtype)
+    shape = jnp.broadcast_shapes(theta.shape[:-1], t.shape)
+    theta = jnp.broadcast_to(theta, shape + theta.shape[-1:]).reshape((-1, self.n))
+    t = jnp.broadcast_to(t, shape).reshape((-1,))
+    return _chunked(self._log_hk_flat, (theta, t), self._chunk).reshape(shape)
+
+  def _log_hk_flat(self, theta, t):
+    small = t < T_SWITCH
+    t_img = jnp.where(small, t, T_SWITCH * 0.5)
+    t_chr = jnp.where(small, T_SWITCH, t)
+    lp_img = self._log_hk_images(theta, t_img)
+    lp_chr = self._log_hk_characters(theta, t_chr)
+    return jnp.where(small, lp_img, lp_chr)
+
+  @_jit_method
+  def heat_kernel_score(self, x, y, t):
+    x = jnp.asarray(x)
+    y = jnp.asarray(y, x.dtype)
+    m = _mm(_dag(x), y)
+    h, q = _unitary_eig(m)
+    t = self._real_t(t, h)
+    shape = jnp.broadcast_shapes(h.shape[:-1], t.shape)
+    h = jnp.broadcast_to(h, shape + h.shape[-1:])
+    q = jnp.broadcast_to(q, shape + q.shape[-2:])
+    y = jnp.broadcast_to(y, shape + y.shape[-2:])
+    t = jnp.broadcast_to(t, shape)
+    c = jax.grad(lambda th: jnp.sum(self.log_heat_kernel_angles(th, t)))(h)
+    c = c - jnp.mean(c, axis=-1, keepdims=True)
+    return _mm(y, _conj_diag(q, (1j * c).astype(y.dtype)))
+
+  # ---- images
+  def _wall_geometry(self, theta, t):
+    """Pair gaps to the nearest wall and the thresholds.  theta real (B, n), t (B,)."""
+    p, q = self._pairs[:, 0], self._pairs[:, 1]
+    a0 = theta[:, p] - theta[:, q]
+    gap = a0 - _TWO_PI * jnp.round(a0 / _TWO_PI)
+    e = nx.eps(theta.dtype)
+    s = (t / _TWO_PI)[:, None]
+    beta1 = (24.0 * e) ** (1.0 / 3.0)
+    beta2 = e / (beta1 * (1e-9 if theta.dtype == jnp.float64 else 1e-4))
+    # Floors: a displacement below the rounding of theta would be lost (float32, tiny t).
+    floor = 8.0 * e * (_TWO_PI + jnp.max(jnp.abs(theta), axis=-1, keepdims=True))
+    b1 = jnp.maximum(s * beta1, floor)
+    b2 = jnp.maximum(s * beta2, 2.0 * b1)
+    return gap, b1, b2
+
+  def _log_hk_images(self, theta, t):
+    """Images sum with wall handling.  theta (B, n) real, t (B,) -> (B,)."""
+    n = self.n
+    dt = theta.dtype
+    e = nx.eps(dt)
+    p, q = self._pairs[:, 0], self._pairs[:, 1]
+    gap, b1, b2 = self._wall_geometry(theta, t)
+    near1 = jnp.abs(gap) < b1
+    near2 = jnp.abs(gap) < b2
+    k2 = jnp.sum(near2, axis=-1)
+    single = (k2 <= 1) & jnp.any(near1, axis=-1)
+    # Move a single near wall to gap +-b1 along its normal (e_p - e_q).
+    sgn = jnp.where(gap < 0, -1.0, 1.0).astype(dt)
+    delta = jnp.where(near1 & single[:, None], 0.5 * (sgn * b1 - gap), 0.0)  # (B, P)
+    ep = jax.nn.one_hot(p, n, dtype=dt) - jax.nn.one_hot(q, n, dtype=dt)     # (P, n)
+    th = theta + delta @ ep
+    multi = k2 >= 2
+    lp, w_drop = self._images_real(th, t, jnp.where(multi[:, None], near2, False))
+    tol = 1e-13 if dt == jnp.float64 else 1e-7
+    need_mv = multi & (w_drop > tol)
+
+    def with_mv(_):
+      # Rows that do not need the branch get a generic point (double-where: no NaN gradients).
+      generic = jnp.asarray(np.linspace(-0.5, 0.5, self.n), dt)
+      th_mv = jnp.where(need_mv[:, None], theta, generic)
+      lmv = _chunked(self._images_mean_value, (th_mv, t), max(1, self._chunk // _MV_POINTS))
+      return jnp.where(need_mv, lmv, lp)
+
+    lp = jax.lax.cond(jnp.any(need_mv), with_mv, lambda _: lp, None)
+    const = -0.5 * self.dim * jnp.log(_TWO_PI * t) + 0.5 * self._delta2 * t
+    return lp + const
+
+  def _log_terms(self, theta, theta_real):
+    """Per image m: log of prod_{p<q} rho(h_p - h_q), rho(a) = (a/2) / sin(a/2), h = theta + 2 pi m.
+
+    The sines are computed once per pair from the gap g = theta_p - theta_q - 2 pi L0
+    (sin(a/2) = (-1)^(L0 + m_p - m_q) sin(g/2)), so all images see the same rounding and the
+    cancellation of terms that are singular at a wall is exact up to the input rounding.
+    theta (B, [K,] n) real or complex; theta_real (B, n) real (chooses L0).
+    Returns (logf, sign, singular, exact):
+      real theta: logf = log|prod rho| (B, M), sign (B, M);
+      complex theta: logf = complex log prod rho (B, K, M), sign None;
+      singular (B, M, P) bool: pair factor has L0 + m_p - m_q != 0 (a pole at a wall);
+      exact (B, M) bool: a singular sine is exactly 0 (real input only; term to be dropped).
+    """
+    p, q = self._pairs[:, 0], self._pairs[:, 1]
+    rdt = theta_real.dtype
+    cplx = jnp.iscomplexobj(theta)
+    dr = theta_real[:, p] - theta_real[:, q]
+    l0 = jnp.round(dr / _TWO_PI)                                  # (B, P)
+    odd0 = jnp.mod(l0, 2.0)                                       # 0 or 1
+    dm = np.asarray(self._dm)                                     # (M, P) integers
+    lt = l0[:, None, :] + jnp.asarray(dm, rdt)                    # (B, M, P)
+    singular = lt != 0
+    sing_f = singular.astype(rdt)
+    if cplx:
+      l0k, ltk, sing_k = l0[:, None, :], lt[:, None], sing_f[:, None]
+    else:
+      l0k, ltk, sing_k = l0, lt, sing_f
+    g = theta[..., p] - theta[..., q] - _TWO_PI * l0k             # (B, [K,] P)
+    gh = 0.5 * g
+    sg = jnp.sin(gh)
+    if cplx:
+      inv_sinc = 1.0 / _sinc(gh)
+    else:
+      inv_sinc = 1.0 / nx.sinc(gh * gh)                           # |g| <= pi
+    a_half = gh[..., None, :] + math.pi * ltk.astype(g.dtype)     # (B, [K,] M, P)
+    f = jnp.where(ltk == 0, inv_sinc[..., None, :], a_half)
+    prodf = jnp.prod(f, axis=-1)                                  # (B, [K,] M)
+    # parity of the sign (-1)^(L0 + m_p - m_q) of each singular denominator
+    odd = jnp.mod(odd0[:, None, :] + jnp.asarray(np.mod(dm, 2), rdt), 2.0)  # (B, M, P)
+    if cplx:
+      logsg = jnp.log(sg)                                         # (B, K, P)
+      lden = jnp.einsum("bmp,bkp->bkm", sing_f, logsg) + 1j * math.pi * jnp.sum(
+          sing_f * odd, axis=-1)[:, None, :]
+      return jnp.log(prodf) - lden, None, singular, None
+    zero = sg == 0
+    logsg = jnp.log(jnp.where(zero, 1.0, jnp.abs(sg)))           # (B, P)
+    lden = jnp.einsum("bmp,bp->bm", sing_f, logsg)
+    neg_sg = (sg < 0).astype(rdt)
+    nneg = jnp.sum(sing_f * jnp.mod(odd + neg_sg[:, None, :], 2.0), axis=-1)
+    sign = jnp.sign(prodf) * (1.0 - 2.0 * jnp.mod(nneg, 2.0))
+    exact = jnp.any(singular & zero[:, None, :], axis=-1)
+    absf = jnp.abs(prodf)
+    logf = jnp.log(jnp.where(absf > 0, absf, 1.0)) - lden
+    return logf, sign, singular, exact
+
+  def _images_real(self, theta, t, drop_walls):
+    """log sum_m G(h) prod rho(h_pq) for real theta (B, n); terms singular at a wall flagged in
+    drop_walls (B, P) are dropped.  Returns (log sum, max relative Gaussian weight dropped)."""
+    dt = theta.dtype
+    img = jnp.asarray(self._images, dt)                      # (M, n)
+    h = theta[:, None, :] + _TWO_PI * img[None]              # (B, M, n)
+    logf, sign, singular, exact = self._log_terms(theta, theta)
+    drop = jnp.any(singular & drop_walls[:, None, :], axis=-1) | exact   # (B, M)
+    logg = -jnp.sum(h * h, axis=-1) / (2.0 * t[:, None])
+    logt = logg + logf
+    neg = jnp.asarray(-jnp.inf, dt)
+    gmax = jnp.max(logg, axis=-1, keepdims=True)
+    amax = jax.lax.stop_gradient(jnp.max(jnp.where(drop, neg, logt), axis=-1, keepdims=True))
+    amax = jnp.where(jnp.isfinite(amax), amax, jax.lax.stop_gradient(gmax))  # all dropped
+    terms = jnp.where(drop, 0.0, sign * jnp.exp(jnp.where(drop, amax, logt) - amax))
+    tot = jnp.sum(terms, axis=-1)
+    tot = jnp.maximum(tot, jnp.finfo(dt).tiny)
+    w_drop = jnp.max(jnp.where(drop, jnp.exp(logg - gmax), 0.0), axis=-1)
+    return jnp.log(tot) + amax[:, 0], jax.lax.stop_gradient(w_drop)
+
+  def _images_mean_value(self, theta, t):
+    """Complex mean-value (Cauchy) evaluation of the images sum.  (B, n), (B,) -> (B,)."""
+    n = self.n
+    dt = theta.dtype
+    cdt = _complex_dtype(dt)
+    kk = _MV_POINTS
+    q_mv = 0.28 if dt == jnp.float64 else 0.6
+    ranks = jnp.argsort(jnp.argsort(theta, axis=-1), axis=-1).astype(dt)
+    w = ranks - 0.5 * (n - 1)
+    w = w / jnp.linalg.norm(w, axis=-1, keepdims=True)
+    # Taylor coefficients of p along w: linear rate <= |theta| / t, quadratic 1 / 2t.
+    tn = jnp.linalg.norm(theta, axis=-1)
+    r = jnp.minimum(_MV_RHO_LIN * t / jnp.maximum(tn, 1e-30), jnp.sqrt(2.0 * q_mv * t))
+    r = jnp.maximum(r, 16.0 * nx.eps(dt) * (_TWO_PI + tn))   # stay above the rounding of theta
+    # The mean value does not depend on the contour (up to the truncation error).
+    r = jax.lax.stop_gradient(r)
+    w = jax.lax.stop_gradient(w)
+    ang = math.pi * (2.0 * np.arange(kk) + 1.0) / kk
+    zeta = jnp.asarray(np.exp(1j * ang), cdt)                # (K,)
+    thc = theta[:, None, :].astype(cdt) + (r[:, None, None] * w[:, None, :]).astype(cdt) \
+        * zeta[None, :, None]                                 # (B, K, n)
+    img = jnp.asarray(self._images, dt).astype(cdt)
+    h = thc[:, :, None, :] + _TWO_PI * img[None, None]       # (B, K, M, n)
+    logf, _, _, _ = self._log_terms(thc, theta)
+    logg = -jnp.sum(h * h, axis=-1) / (2.0 * t[:, None, None].astype(cdt))
+    logt = logg + logf                                        # (B, K, M) complex
+    amax = jax.lax.stop_gradient(jnp.max(jnp.real(logt), axis=(1, 2)))
+    tot = jnp.mean(jnp.sum(jnp.exp(logt - amax[:, None, None]), axis=-1), axis=-1)
+    val = jnp.maximum(jnp.real(tot), jnp.finfo(dt).tiny)
+    return jnp.log(val) + amax
+
+  # ---- characters
+  def _log_hk_characters(self, theta, t):
+    """Character expansion with Jacobi-Trudi Schur polynomials.  (B, n), (B,) -> (B,)."""
+    n = self.n
+    dt = theta.dtype
+    cdt = _complex_dtype(dt)
+    z = jnp.exp(1j * theta.astype(cdt))                       # (B, n)
+    # elementary symmetric e_0..e_n
+    es = [jnp.ones_like(z[:, 0])] + [jnp.zeros_like(z[:, 0])] * n
+    for j in range(n):
+      for k in range(j + 1, 0, -1):
+        es[k] = es[k] + z[:, j] * es[k - 1]
+    hs = [jnp.ones_like(z[:, 0])]
+    for k in range(1, self._kmax + 1):
+      acc = jnp.zeros_like(z[:, 0])
+      for i in range(1, min(k, n) + 1):
+        term = es[i] * hs[k - i]
+        acc = acc + term if i % 2 == 1 else acc - term
+      hs.append(acc)
+    hpad = jnp.stack([jnp.zeros_like(z[:, 0])] * (n - 2) + hs, axis=-1)  # (B, n-2+K+1)
+    jt = hpad[:, self._jt_index]                                          # (B, L, r, r)
+    jt = jnp.where(jnp.asarray(self._jt_zero)[None], 0.0, jt)
+    s = _small_det(jt)                                                    # (B, L)
+    logw = jnp.asarray(self._logd, dt)[None] - jnp.asarray(self._cas, dt)[None] * t[:, None] / 2
+    tot = jnp.sum(jnp.exp(logw) * jnp.real(s), axis=-1)
+    tot = jnp.maximum(tot, jnp.finfo(dt).tiny)
+    return jnp.log(tot) - self.log_volume()
+
+  # ---- sampling
+  @_jit_method
+  def sample_heat_kernel(self, key, x, t):
+    x = jnp.asarray(x)
+    rdt = nx.real_dtype(x)
+    t = jnp.asarray(t, rdt)
+    shape = jnp.broadcast_shapes(x.shape[:-2], t.shape)
+    xb = jnp.broadcast_to(x, shape + self.shape).reshape((-1,) + self.shape)
+    tb = jnp.broadcast_to(t, shape).reshape((-1,))
+    k1, k2 = jax.random.split(key)
+    theta = self._sample_angles(k1, tb)                       # (B, n) real
+    q = _haar_unitary(k2, theta.shape[:1], self.n, x.dtype)   # eigenvectors: Haar on U(n)
+    g = _conj_diag(q, jnp.exp(1j * theta.astype(x.dtype)))
+    y = _mm(xb, g)
+    return y.reshape(shape + self.shape)
+
+  def _sample_angles(self, key, t):
+    """Exact draws of the eigen-angles of Y ~ p_t(I, .): (B,) -> (B, n).
+
+    Rejection sampling with compaction: every round proposes only for the pending draws,
+    in chunks of static size, so the total work is ~ B / acceptance.
+    """
+    n = self.n
+    rdt = t.dtype
+    bsz = t.shape[0]
+    lp0 = self._log_hk_characters(jnp.zeros((bsz, n), rdt), jnp.maximum(t, T_SWITCH))
+    log_rate_gauss = -0.5 * self._delta2 * t
+    log_rate_unif = (math.lgamma(n + 1) - n * math.log(n)) - (self.log_volume() + lp0)
+    use_gauss = (t < T_SWITCH) | ((log_rate_gauss >= log_rate_unif) & (t <= _T_GAUSS_MAX))
+    chunk = int(min(_SAMPLE_CHUNK, bsz))
+    nchunk_max = -(-bsz // chunk)
+    pad = nchunk_max * chunk - bsz
+
+    def propose(k, tt, gauss, l0):
+      kg, ku, ka = jax.random.split(k, 3)
+      th_g, r_g = jax.lax.cond(jnp.any(gauss), lambda: self._propose_gauss(kg, tt),
+                               lambda: (jnp.zeros((chunk, n), rdt), jnp.zeros((chunk,), rdt)))
+      th_u, r_u = jax.lax.cond(jnp.any(~gauss), lambda: self._propose_uniform(ku, tt, l0),
+                               lambda: (jnp.zeros((chunk, n), rdt), jnp.zeros((chunk,), rdt)))
+      th = jnp.where(gauss[:, None], th_g, th_u)
+      ratio = jnp.where(gauss, r_g, r_u)
+      u = jax.random.uniform(ka, (chunk,), rdt)
+      return th, u < ratio
+
+    def round_body(state):
+      k, out, pending, it = state
+      k, kr = jax.random.split(k)
+      count = jnp.sum(pending)
+      idx = jnp.nonzero(pending, size=bsz, fill_value=bsz)[0]
+      idx = jnp.concatenate([idx, jnp.full((pad,), bsz, idx.dtype)])
+      nchunks = (count + chunk - 1) // chunk
+
+      def chunk_body(c, carry):
+        out, pending = carry
+        ids = jax.lax.dynamic_slice(idx, (c * chunk,), (chunk,))
+        valid = ids < bsz
+        safe = jnp.where(valid, ids, 0)
+        th, acc = propose(jax.random.fold_in(kr, c), t[safe], use_gauss[safe], lp0[safe])
+        acc = acc & valid
+        new = jnp.where(acc[:, None], th, out[safe])
+        out = out.at[ids].set(new, mode="drop")
+        pending = pending.at[ids].set(~acc, mode="drop")
+        return out, pending
+
+      out, pending = jax.lax.fori_loop(0, nchunks, chunk_body, (out, pending))
+      return k, out, pending, it + 1
+
+    def cond(state):
+      return jnp.any(state[2]) & (state[3] < _MAX_ROUNDS)
+
+    init = (key, jnp.zeros((bsz, n), rdt), jnp.ones((bsz,), bool), 0)
+    _, out, _, _ = jax.lax.while_loop(cond, round_body, init)
+    return out
+
+  def _propose_gauss(self, key, t):
+    """Eigen-angles h of X ~ N(0, t I) on su(n) (GUE, trace removed) and the acceptance
+    probability Delta(theta) sum_m G V / sum_m G V^2 (<= 1 termwise).  (C,) -> (C, n), (C,)."""
+    n = self.n
+    rdt = t.dtype
+    h = _gue_eigenvalues(key, t.shape[0], n, rdt) * jnp.sqrt(t)[:, None]
+    th = _minimal_angles(h)
+    p, q = self._pairs[:, 0], self._pairs[:, 1]
+    img = jnp.asarray(self._images, rdt)
+    hh = th[:, None, :] + _TWO_PI * img[None]                 # (C, M, n)
+    vand = jnp.prod(hh[..., p] - hh[..., q], axis=-1)
+    logg = -jnp.sum(hh * hh, axis=-1) / (2.0 * t[:, None])
+    wgt = jnp.exp(logg - jnp.max(logg, axis=-1, keepdims=True))
+    num = jnp.sum(wgt * vand, axis=-1)
+    den = jnp.sum(wgt * vand * vand, axis=-1)
+    delta = jnp.prod(2.0 * jnp.sin(0.5 * (th[:, p] - th[:, q])), axis=-1)
+    ok = den > 0
+    ratio = jnp.where(ok, delta * num / jnp.where(ok, den, 1.0), 0.0)
+    return th, ratio
+
+  def _propose_uniform(self, key, t, lp0):
+    """Uniform angles on the maximal torus; acceptance p_t(theta) |Delta|^2 / (p_t(I) n^n)."""
+    n = self.n
+    rdt = t.dtype
+    c = t.shape[0]
+    a = jax.random.uniform(key, (c, n - 1), rdt, minval=-math.pi, maxval=math.pi)
+    th = jnp.concatenate([a, -jnp.sum(a, axis=-1, keepdims=True)], axis=-1)
+    p, q = self._pairs[:, 0], self._pairs[:, 1]
+    lp = self._log_hk_characters(th, jnp.maximum(t, T_SWITCH))
+    logd2 = jnp.sum(jnp.log(jnp.maximum(4.0 * jnp.sin(0.5 * (th[:, p] - th[:, q])) ** 2,
+                                        jnp.finfo(rdt).tiny)), axis=-1)
+    return th, jnp.exp(jnp.minimum(lp - lp0 + logd2 - n * math.log(n), 0.0))
+
+
+def _haar_unitary(key, batch, n, cdt):
+  """Haar-distributed U(n) matrices (QR of complex Ginibre, phases of diag R into Q)."""
+  rdt = jnp.empty((), cdt).real.dtype
+  shape = tuple(batch) + (n, n)
+  k1, k2 = jax.random.split(key)
+  z = jax.lax.complex(jax.random.normal(k1, shape, rdt), jax.random.normal(k2, shape, rdt))
+  q, r = jnp.linalg.qr(z)
+  d = jnp.diagonal(r, axis1=-2, axis2=-1)
+  ad = jnp.abs(d)
+  ph = d / jnp.where(ad > 0, ad, 1.0).astype(d.dtype)
+  return q * ph[..., None, :]
+
+
+def _gue_eigenvalues(key, c, n, rdt):
+  """Traceless GUE eigenvalues (density ~ exp(-|h|^2/2) prod (h_j - h_k)^2 on sum h = 0):
+  Dumitriu-Edelman tridiagonal model (diagonal N(0, 1), off-diagonal sqrt(Gamma(k)),
+  k = n-1, ..., 1) and a vectorized Jacobi eigenvalue iteration; the mean is removed (the trace
+  part of a GUE matrix is independent of the rest).  -> (c, n)."""
+  k1, k2 = jax.random.split(key)
+  diag = jax.random.normal(k1, (c, n), rdt)
+  # Gamma(k) for integer k as a sum of k standard exponentials.
+  e = -jnp.log(jax.random.uniform(k2, (c, n * (n - 1) // 2), rdt,
+                                  minval=jnp.finfo(rdt).tiny, maxval=1.0))
+  offs, start = [], 0
+  for k in range(n - 1, 0, -1):
+    offs.append(jnp.sqrt(jnp.sum(e[:, start:start + k], axis=-1)))
+    start += k
+  zero = jnp.zeros((c,), rdt)
+  a = [[zero] * n for _ in range(n)]
+  for i in range(n):
+    a[i][i] = diag[:, i]
+  for i in range(n - 1):
+    a[i][i + 1] = a[i + 1][i] = offs[i]
+  ev = _jacobi_eigvalsh_lists(a, 8 if rdt == jnp.float64 else 6)
+  return ev - jnp.mean(ev, axis=-1, keepdims=True)
+
+
+def _jacobi_eigvalsh_lists(a, sweeps):
+  """Eigenvalues of small real symmetric matrices given as nested lists of (c,) arrays, by
+  cyclic Jacobi rotations (elementwise, vectorized over the batch).  -> (c, n) sorted."""
+  n = len(a)
+  a = [list(row) for row in a]
+  for _ in range(sweeps):
+    for p in range(n):
+      for q in range(p + 1, n):
+        apq = a[p][q]
+        nz = apq != 0
+        tau = (a[q][q] - a[p][p]) / (2.0 * jnp.where(nz, apq, 1.0))
+        tt = jnp.where(tau >= 0, 1.0, -1.0) / (jnp.abs(tau) + jnp.sqrt(1.0 + tau * tau))
+        tt = jnp.where(nz, tt, 0.0)
+        cs = 1.0 / jnp.sqrt(1.0 + tt * tt)
+        sn = tt * cs
+        for k in range(n):
+          if k in (p, q):
+            continue
+          akp, akq = a[k][p], a[k][q]
+          a[k][p] = a[p][k] = cs * akp - sn * akq
+          a[k][q] = a[q][k] = sn * akp + cs * akq
+        a[p][p] = a[p][p] - tt * apq
+        a[q][q] = a[q][q] + tt * apq
+        a[p][q] = a[q][p] = jnp.zeros_like(apq)
+  return jnp.sort(jnp.stack([a[i][i] for i in range(n)], axis=-1), axis=-1)
+
+
+def _chunked(f, args, chunk):
+  """Apply a batch-native f to (B, ...) arrays in sequential chunks of static size (lax.map
+  over chunks, no vmap, so lax.cond inside f still skips work).  Returns f's (B, ...) output."""
+  bsz = args[0].shape[0]
+  if bsz <= chunk:
+    return f(*args)
+  nch = -(-bsz // chunk)
+  pad = nch * chunk - bsz
+
+  def prep(a):
+    fill = jnp.broadcast_to(a[:1], (pad,) + a.shape[1:])
+    return jnp.concatenate([a, fill], axis=0).reshape((nch, chunk) + a.shape[1:])
+
+  out = jax.lax.map(lambda xs: f(*xs), tuple(prep(a) for a in args))
+  return out.reshape((nch * chunk,) + out.shape[2:])[:bsz]
+
+
+def _small_det(a):
+  """Determinant of (..., r, r) complex matrices, explicit for r <= 3."""
+  r = a.shape[-1]
+  if r == 1:
+    return a[..., 0, 0]
+  if r == 2:
+    return a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
+  if r == 3:
+    return (a[..., 0, 0] * (a[..., 1, 1] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 1])
+            - a[..., 0, 1] * (a[..., 1, 0] * a[..., 2, 2] - a[..., 1, 2] * a[..., 2, 0])
+            + a[..., 0, 2] * (a[..., 1, 0] * a[..., 2, 1] - a[..., 1, 1] * a[..., 2, 0]))
+  return jnp.linalg.det(a)
+
+
+def _log_abs_sinc(r):
+  """log |sin r / r| for real r (any size); log(tiny) at r in pi Z \\ {0}."""
+  small = jnp.abs(r) < 0.5 * math.pi
+  rs = jnp.where(small, r, 0.0)
+  val_small = nx.log_sinc(rs * rs)
+  rl = jnp.where(small, 1.0, r)
+  tiny = jnp.finfo(r.dtype).tiny
+  s = jnp.abs(jnp.sin(rl))
+  val_large = jnp.log(jnp.maximum(s, tiny)) - jnp.log(jnp.abs(rl))
+  return jnp.where(small, val_small, val_large)

@@ -1,0 +1,72 @@
+"""The one defaults function every config starts from (the config schema).
+
+Every key below exists in every config, so any config can be switched to another
+manifold, model family, dataset or target by command-line overrides alone, e.g.
+
+    python train.py --config configs/quickstart.py --workdir runs/qs \
+        --config.train.num_steps=2000 --config.seed=1
+
+Unknown keys (in a config file or on the command line) fail with the list of valid keys
+(`geogen.config`).  This file is not a runnable config itself.
+"""
+import ml_collections
+
+from geogen import likelihood, nets
+from geogen.models import diffusion
+
+
+def get_default_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.manifold = "sphere(2)"      # manifolds.from_spec string
+  config.model = "diffusion"         # 'diffusion' | 'flow_matching' | 'injective_flow' | 'gflownet'
+  config.seed = 0                    # model init and training randomness
+  config.target = ""                 # gflownet only: registered name or 'module:function'
+
+  # ---------------------------------------------------------------- data
+  config.data = data = ml_collections.ConfigDict()
+  data.name = "earth/volcano"        # earth/{volcano,earthquake,flood,fire}, torus/rna, file,
+                                     # synthetic/<kind>
+  data.train = ""                    # .npy paths (data.name == 'file'); empty val and test:
+  data.val = ""                      #   data.train is split 80/10/10
+  data.test = ""
+  data.split_seed = -1               # seed of the 80/10/10 split (-1: use config.seed)
+  data.num_train = 20000             # sizes of synthetic datasets
+  data.num_val = 2000
+  data.num_test = 2000
+  data.synthetic = _synthetic_defaults()
+
+  # ---------------------------------------------------------------- training
+  config.train = train = ml_collections.ConfigDict()
+  train.num_steps = 20000
+  train.batch_size = 512             # global batch (split over all devices)
+  train.lr = 5e-4                    # peak learning rate (AdamW)
+  train.warmup_steps = 500           # linear warmup from 0, then cosine decay to 0
+  train.weight_decay = 0.0           # AdamW decoupled weight decay
+  train.grad_clip = 1.0              # global-norm clipping (0 disables)
+  train.ema_decay = 0.999            # EMA of the parameters (used for sampling / eval)
+  train.steps_per_dispatch = 50      # train steps per jit call (lax.scan chunk)
+  train.log_every = 100              # metrics.jsonl / progress bar update period
+  train.ckpt_every = 2000            # checkpoint period (steps)
+  train.eval_every = 5000            # validation period (steps); the best checkpoint is
+                                     #   chosen by validation NLL (loss without NLL)
+  train.keep_checkpoints = 2         # latest checkpoints kept (plus the best one)
+  train.progress = True              # tqdm progress bar
+
+  # ---------------------------------------------------------------- networks / families
+  config.net = nets.default_config()
+  config.diffusion = diffusion.default_config()
+
+  # ---------------------------------------------------------------- evaluation
+  config.eval = likelihood.default_config()
+  config.eval.batch_size = 512       # points per likelihood / sampling call
+  config.eval.num_plot_samples = 4000  # model samples drawn for plots/*.png (0: no plots)
+  config.eval.max_points = 2000      # cap on val / test points for the NLL (random subset)
+  config.eval.density_grid = 60      # log_prob grid resolution for density plots (0: none)
+  return config
+
+
+def _synthetic_defaults() -> ml_collections.ConfigDict:
+  """Parameters of the synthetic datasets (geogen.data.synthetic)."""
+  from geogen.data import synthetic
+  return synthetic.default_config()

@@ -1,0 +1,210 @@
+"""Log-likelihoods by the change of variables along an ODE on a manifold (generic).
+
+For dx/dt = f(x, t) carrying the density p_t (continuity equation
+d/dt p_t + div(p_t f) = 0), along a trajectory d/dt log p_t(x_t) = -div f(x_t, t), so
+
+    log p_{t0}(x) = log p_{t1}(x_{t1}) + integral_{t0}^{t1} div f(x_t, t) dt,     x_{t0} = x,
+
+with div the Riemannian divergence and p_{t1} the base law (uniform on a compact M by
+default).  The state (x, integral) is solved jointly by an adaptive diffrax solver
+(`geogen.integrators.diffrax_solve`), one point at a time under vmap.
+
+Divergence on an embedded M.  Work in the real ambient features (``M.to_features``;
+real and imaginary parts for SU(n)).  Let P = P_x be the metric-orthogonal projection
+onto T_x M (``M.to_tangent``, a real-linear map) and J the ambient Jacobian at x of any
+smooth extension G of the field.  The Levi-Civita derivative is nabla_u f = P J u for
+tangent u (Gauss formula; this holds for the induced Euclidean metric of spheres, tori
+and SU(n) with Re tr(X^H Y), and for the Lorentzian ambient of the hyperboloid), so
+
+    div_M f(x) = trace of (u -> P J u) on T_x M = tr(P J P) = sum_k <P^T b_k, J P b_k>,
+
+b_k an ambient basis, <.,.> the plain dot product of features (the trace needs no
+orthonormal tangent basis; P^T = P except on the hyperboloid).  We take
+G(y) = P_y f(y, t), with no projection of y onto M inside the derivative (so no
+SVD/normalization is differentiated).
+  * 'exact':      the sum above, one JVP per ambient real coordinate (vmapped).
+  * 'hutchinson': <P^T r, J P r> with r Rademacher or Gaussian (E[r r^T] = I), unbiased
+                  since E[r^T A r] = tr(A) for A = P J P; the probes are drawn once per
+                  point and kept along the trajectory (as in FFJORD).  With P symmetric
+                  this is <z, J z>, z = P r, a probe in the tangent space.
+  * 'auto':       exact when M.dim <= exact_max_dim, else Hutchinson.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from geogen import integrators
+from manifolds.base import Manifold
+
+DIVERGENCES = ("auto", "exact", "hutchinson")
+PROBES = ("rademacher", "gaussian")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Likelihood settings (the base of the `eval` config section)."""
+  c = ml_collections.ConfigDict()
+  c.solver = "dopri5"        # 'dopri5' | 'tsit5' | 'dopri8' | 'bosh3' (diffrax, adaptive)
+  c.rtol = 1e-5              # relative tolerance of the PID step controller
+  c.atol = 1e-5              # absolute tolerance (max-norm over x and the log-density)
+  c.max_steps = 4096         # solver steps per point before the solve counts as failed
+  c.divergence = "auto"      # 'auto' | 'exact' | 'hutchinson'
+  c.exact_max_dim = 16       # 'auto' uses the exact divergence up to this manifold dim
+  c.num_probes = 1           # Hutchinson probes per point (averaged)
+  c.probe = "rademacher"     # 'rademacher' | 'gaussian' (ambient, then projected)
+  return c
+
+
+def check_config(cfg) -> None:
+  if cfg.divergence not in DIVERGENCES:
+    raise ValueError(f"divergence must be one of {DIVERGENCES}, got {cfg.divergence!r}")
+  if cfg.probe not in PROBES:
+    raise ValueError(f"probe must be one of {PROBES}, got {cfg.probe!r}")
+  if int(cfg.num_probes) < 1:
+    raise ValueError(f"num_probes must be >= 1, got {cfg.num_probes}")
+  integrators.adaptive_solver(cfg.solver)  # raises for an unknown solver
+  if not (cfg.rtol > 0 and cfg.atol > 0):
+    raise ValueError(f"rtol and atol must be > 0, got {cfg.rtol}, {cfg.atol}")
+
+
+def divergence_mode(cfg, manifold: Manifold) -> str:
+  """'exact' or 'hutchinson' for this manifold under cfg.divergence."""
+  if cfg.divergence == "auto":
+    return "exact" if manifold.dim <= int(cfg.exact_max_dim) else "hutchinson"
+  return cfg.divergence
+
+
+# ------------------------------------------------------------------ divergence at one point
+def _feature_maps(manifold: Manifold, f: Callable, dtype):
+  """Field and tangent projection as maps of real ambient features (one point):
+  to_point(r), G(r, t) (the extended field) and P(x, r) (linear in r)."""
+  m = manifold
+
+  def to_point(r):
+    return m.from_features(r).astype(dtype)
+
+  def G(r, t):  # extension of the field off M: P_y f(y, t)
+    y = to_point(r)
+    return m.to_features(m.to_tangent(y, f(y, t)))
+
+  def P(x, r):  # projection onto T_x M of an ambient feature vector r
+    return m.to_features(m.to_tangent(x, to_point(r)))
+
+  return to_point, G, P
+
+
+def field_and_divergence(manifold: Manifold, f: Callable, x, t, probes=None):
+  """Tangent field value and its Riemannian divergence at ONE point x (shape M.shape).
+
+  probes None: exact divergence (one JVP per ambient real coordinate).  Otherwise
+  probes (P, num_features) real ambient vectors: Hutchinson average over them.
+  Returns (v features (num_features,), div scalar).
+  """
+  m = manifold
+  x = jnp.asarray(x)
+  _, G, P = _feature_maps(m, f, x.dtype)
+  r = m.to_features(x)
+  exact = probes is None
+  basis = jnp.eye(r.shape[-1], dtype=r.dtype) if exact else jnp.asarray(probes, r.dtype)
+  proj = lambda b: P(x, b)
+  proj_t = jax.linear_transpose(proj, r)
+  dirs = jax.vmap(proj)(basis)
+  adj = jax.vmap(lambda b: proj_t(b)[0])(basis)
+  v, jvp = jax.linearize(lambda rr: G(rr, t), r)
+  quad = jnp.sum(adj * jax.vmap(jvp)(dirs), axis=-1)  # <P^T b, J P b> per direction
+  div = jnp.sum(quad) if exact else jnp.mean(quad)
+  return v, div
+
+
+def divergence(manifold: Manifold, f: Callable, x, t, probes=None):
+  """Riemannian divergence of f(., t) at points x (..., *M.shape) -> (...).
+
+  probes: None (exact) or (..., P, num_features) Hutchinson probes per point.
+  """
+  m = manifold
+  x = jnp.asarray(x)
+  bs = m.batch_shape(x)
+  flat = x.reshape((-1,) + tuple(m.shape))
+  if probes is None:
+    out = jax.vmap(lambda xx: field_and_divergence(m, f, xx, t)[1])(flat)
+  else:
+    pr = jnp.reshape(probes, (-1,) + jnp.shape(probes)[-2:])
+    out = jax.vmap(lambda xx, p: field_and_divergence(m, f, xx, t, p)[1])(flat, pr)
+  return out.reshape(bs)
+
+
+def draw_probes(key, manifold: Manifold, batch_shape, num_probes: int, kind: str, dtype):
+  """Ambient probes (..., num_probes, num_features) with identity covariance."""
+  shape = tuple(batch_shape) + (int(num_probes), manifold.num_features)
+  if kind == "rademacher":
+    return jax.random.rademacher(key, shape, dtype)
+  if kind == "gaussian":
+    return jax.random.normal(key, shape, dtype)
+  raise ValueError(f"probe must be one of {PROBES}, got {kind!r}")
+
+
+# ------------------------------------------------------------------ change of variables
+def ode_log_prob(manifold: Manifold, f: Callable, x, t0, t1, cfg, key=None,
+                 base_log_prob: Optional[Callable] = None):
+  """log p_{t0}(x) for the flow of f from t0 (data side) to t1 (base side).
+
+  x: (..., *M.shape) points on M.  cfg: a `default_config()`-like ConfigDict.
+  base_log_prob(z) -> (...) defaults to the uniform law (compact M).
+  key: needed for Hutchinson probes (ignored for the exact divergence).
+  Pure and jittable; does NOT raise.  Returns (logp (...), stats) with stats
+  {'nfe': (...) int32, 'ok': (...) bool, 'delta': (...) the divergence integral,
+  'z': (..., *M.shape) the endpoint}.  Use `log_prob` for the checked version.
+  """
+  check_config(cfg)
+  m = manifold
+  x = jnp.asarray(x)
+  bs = m.batch_shape(x)
+  rdt = jnp.empty((), x.dtype).real.dtype
+  t0, t1 = jnp.asarray(t0, rdt), jnp.asarray(t1, rdt)
+  mode = divergence_mode(cfg, m)
+  flat = m.to_features(x).reshape(-1, m.num_features)
+  if mode == "hutchinson":
+    if key is None:
+      raise ValueError("Hutchinson divergence needs a PRNG key")
+    probes = draw_probes(key, m, (flat.shape[0],), cfg.num_probes, cfg.probe, rdt)
+  else:
+    probes = jnp.zeros((flat.shape[0], 0, m.num_features), rdt)  # unused placeholder
+  to_point, _, _ = _feature_maps(m, f, x.dtype)
+
+  def one(r0, pr):
+    def rhs(state, t):
+      y = m.proj(to_point(state[0]))
+      v, div = field_and_divergence(m, f, y, t, pr if mode == "hutchinson" else None)
+      return (v, div.astype(rdt))
+
+    y0 = (r0, jnp.zeros((), rdt))
+    (r1, delta), nfe, ok = integrators.diffrax_solve(
+        rhs, y0, t0, t1, solver=cfg.solver, rtol=float(cfg.rtol), atol=float(cfg.atol),
+        max_steps=int(cfg.max_steps))
+    return r1, delta, nfe, ok
+
+  r1, delta, nfe, ok = jax.vmap(one)(flat, probes)
+  z = m.proj(to_point(r1)).reshape(x.shape)
+  base = m.uniform_log_prob if base_log_prob is None else base_log_prob
+  delta = delta.reshape(bs)
+  logp = base(z) + delta
+  ok = ok.reshape(bs) & jnp.isfinite(logp)
+  return logp, {"nfe": nfe.reshape(bs), "ok": ok, "delta": delta, "z": z}
+
+
+def raise_if_failed(logp, stats, what: str = "log-likelihood ODE") -> None:
+  """Host-side: raise RuntimeError if any point failed (solver error or non-finite)."""
+  ok = np.asarray(stats["ok"]) & np.isfinite(np.asarray(logp))
+  integrators.raise_if_failed(ok, what)
+
+
+def log_prob(manifold: Manifold, f: Callable, x, t0, t1, cfg, key=None,
+             base_log_prob: Optional[Callable] = None):
+  """Checked `ode_log_prob` (eager): raises RuntimeError on any failure."""
+  logp, stats = ode_log_prob(manifold, f, x, t0, t1, cfg, key, base_log_prob)
+  raise_if_failed(logp, stats)
+  return logp, stats

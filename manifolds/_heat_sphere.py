@@ -1,0 +1,395 @@
+"""Heat kernel of the unit sphere S^n (generator (1/2) Laplace-Beltrami), every n >= 1.
+
+Everything is a function of the geodesic distance theta, carried as the pair
+``X = cos^2(theta/2) = |x + y|^2 / 4`` and ``S = sin^2(theta/2) = |x - y|^2 / 4``
+(both exact from the ambient vectors, with no cancellation at theta = 0 or pi).
+
+Exact representation used at small and moderate times
+-----------------------------------------------------
+With alpha = (n - 1)/2 and phi = 2 arccos(sqrt(X)) = theta, the dimension recursion
+p^(n+2) = (e^{n t/2} / 4 pi) d/dX p^(n) and the Abel (Mehler) transform from S^1 to S^2 give,
+for every n (odd n: integer alpha; even n: half-integer alpha),
+
+    p^(n)_t(X) = (4 pi)^(-alpha) e^(alpha^2 t/2) (2 pi t)^(-1/2) D^alpha Theta_n(X),
+
+where D^alpha is the Riemann-Liouville derivative of order alpha with base point X = 0 and
+Theta_n(zeta) = sum_j (+-1)^j exp(-(phi(zeta) + 2 pi j)^2 / 2t) is the periodic (odd n) or
+antiperiodic (even n, sign (-1)^j) theta function.  For odd n, Theta is an entire function of
+zeta and D^alpha is the ordinary alpha-th derivative; for even n, Theta = sqrt(zeta) H(zeta) with
+H entire.  Both have non-negative Taylor coefficients (Griffiths' mixture representation of the
+Jacobi diffusion), which is what makes the contour integral below well conditioned: no
+alternating sums, no 1/sin(theta) singularities, and nothing special at the antipode.
+
+D^alpha is computed from the (generalized) Cauchy formula
+
+    D^alpha f(X) = Gamma(alpha+1)/(2 pi i) \oint f(zeta) (zeta - X)^(-alpha-1) d zeta
+
+on a circle |zeta - X| = delta whose radius sits at the saddle point of |f(X+delta)| delta^-alpha
+(found by Newton iterations on delta kappa(X + delta) = alpha + 1/2, kappa = d log f / dX).
+The integrand is Gaussian-like in the angle around the saddle, so Gauss-Legendre nodes on the
+arc |angle| < phi_c (phi_c = min(pi, 10 / angular width)) suffice: N = 32 nodes (16 complex
+evaluations using conjugate symmetry) give ~1e-11 relative accuracy for every n up to 1023.
+For even n and delta < X the circle crosses the branch cut [0, X] of (zeta - X)^(-alpha-1):
+the contour is then the keyhole "circle + both banks of the cut", whose bank part is the real
+integral sin(pi(alpha+1))/pi * int_0^{X-delta} f(y) (X-y)^(-alpha-1) dy (Gauss-Legendre in
+log(X - y) with a sqrt-endpoint substitution).  For even n and delta > X the circle encloses the
+whole cut and the combined branch sqrt(zeta)(zeta - X)^(-alpha-1) is single valued on it.
+The score uses D^(alpha+1) on the same nodes: d log p / dX = D^(alpha+1) Theta / D^alpha Theta.
+Theta is evaluated with the two images nearest to the contour (relative truncation error below
+exp(-2 pi^2 / t) <= 1e-28 for t in the contour regime); the exponent is computed relative to the
+saddle value through an exact arcsin subtraction formula so that float32 keeps its accuracy
+even at t = 1e-4 (where theta^2/2t ~ 5e4).
+
+Large times: Gegenbauer eigen-series
+------------------------------------
+p = (1/vol) sum_l exp(-l(l+n-1)t/2) d_l G_l(cos theta), d_l = dim of the degree-l harmonics,
+G_l = C_l^lambda / C_l^lambda(1) by the bounded three-term recurrence; the score uses
+G_l' = l(l+2 lambda)/(2 lambda+1) G^(lambda+1)_(l-1).  Its rounding error is
+eps * sum|terms| / |sum| <= eps * exp(R), R = log p_t(0) - log p_t(pi) (worst at the antipode).
+
+Regime switch
+-------------
+Per n and dtype, t_switch solves R(n, t) = 16 (float64) or 7 (float32) for the value and the
+derivative series (computed once in numpy at construction).  t >= t_switch: eigen-series with
+L terms (tail < 1e-20, resp. 1e-10); t < t_switch: contour.  Examples (float64): n=2: 0.264,
+n=3: 0.242, n=15: 0.145, n=127: 0.0443, n=1023: 0.00949.  Both methods are accurate on both
+sides of the switch (tested in tests/test_sphere.py).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from manifolds import _numerics as nx
+
+_PI = math.pi
+
+# Saddle-point / quadrature settings.
+_NEWTON_STEPS = 3
+_PHI_C_WIDTHS = 8.0            # arc cut where |integrand| < exp(-W^2/2) (local model)
+_KEYHOLE_FULL_ALPHA = 18.0
+_CLUSTER = 2.0 # below: keyhole arcs always reach the cut at phi = pi
+_SEG_DECAY = 45.0              # bank integral truncated where f/f(X-delta) < e^-45
+_N_ARC = {"float64": 32, "float32": 16}   # Gauss-Legendre nodes on the full arc
+_N_SEG = {"float64": 20, "float32": 8}   # Gauss-Legendre nodes on the bank of the cut
+_R_MAX = {"float64": 16.0, "float32": 7.0}
+_TAIL = {"float64": 1e-20, "float32": 1e-10}
+_SMALL_ALPHA = 6.0             # even n with alpha below this keep the circle away from 0
+
+
+def _lgamma(x):
+  return math.lgamma(x)
+
+
+def log_volume(n: int) -> float:
+  """log vol(S^n) = log(2 pi^((n+1)/2) / Gamma((n+1)/2))."""
+  return math.log(2.0) + 0.5 * (n + 1) * math.log(_PI) - _lgamma(0.5 * (n + 1))
+
+
+def _eigen_tables(n: int, lmax: int):
+  """log d_l (dimension of degree-l harmonics) and eigenvalues l(l+n-1)/2, l < lmax."""
+  l = np.arange(lmax, dtype=np.float64)
+  if n == 1:
+    logd = np.where(l == 0, 0.0, math.log(2.0))
+  else:
+    lg = np.vectorize(math.lgamma)
+    logd = (np.log((2 * l + n - 1) / (n - 1)) + lg(l + n - 1) - lg(l + 1) - math.lgamma(n - 1))
+  return logd, l * (l + n - 1) / 2.0
+
+
+def _series_ratio(n: int, t: float) -> float:
+  """R = log(sum |terms|) - log|sum terms| at the antipode, for the value and the score series."""
+  lam = 0.5 * (n - 1)
+  logd, ev = _eigen_tables(n, 3000)
+  lw = logd - ev * t
+  l = np.arange(len(lw))
+  out = []
+  for lwk in (lw, lw + np.log(np.maximum(l * (l + 2 * lam), 1e-300) / (2 * lam + 1))):
+    lwk = lwk if lwk is lw else lwk[1:]
+    w = np.exp(lwk - lwk.max())
+    sgn = (-1.0) ** np.arange(len(w))
+    alt = abs(float(np.sum(w * sgn)))
+    out.append(math.log(float(np.sum(w))) - (math.log(alt) if alt > 0 else -np.inf))
+  return max(out)
+
+
+def _t_switch(n: int, rmax: float) -> float:
+  lo, hi = 1e-5, 100.0
+  for _ in range(80):
+    mid = math.sqrt(lo * hi)
+    r = _series_ratio(n, mid)
+    if not np.isfinite(r) or r > rmax:
+      lo = mid
+    else:
+      hi = mid
+  return hi
+
+
+def _n_terms(n: int, t: float, tol: float) -> int:
+  """Terms of the (derivative) series needed at time t for a tail below tol * sum."""
+  logd, ev = _eigen_tables(n + 2, 4000)
+  lw = logd - ev * t
+  w = np.exp(lw - lw.max())
+  tail = np.cumsum(w[::-1])[::-1]
+  return int(np.argmax(tail < tol * w.sum())) + 2
+
+
+def _gauss_legendre_half(N: int):
+  """Positive half of the N-point Gauss-Legendre rule on [-1, 1] (N even)."""
+  x, w = np.polynomial.legendre.leggauss(N)
+  return x[N // 2:], w[N // 2:]
+
+
+def _gauss_legendre_01(N: int):
+  x, w = np.polynomial.legendre.leggauss(N)
+  return 0.5 * (x + 1.0), 0.5 * w
+
+
+def _dtname(dtype) -> str:
+  return "float64" if jnp.dtype(dtype) == jnp.float64 else "float32"
+
+
+class SphereHeat:
+  """Radial heat kernel of S^n: per-n constants (numpy, computed once) + jax functions."""
+
+  def __init__(self, n: int):
+    self.n = n
+    self.alpha = 0.5 * (n - 1)
+    self.lam = 0.5 * (n - 1)
+    self.even = (n % 2 == 0)
+    self.log_vol = log_volume(n)
+    self.t_switch = {k: _t_switch(n, r) for k, r in _R_MAX.items()}
+    self.n_terms = {k: _n_terms(n, self.t_switch[k], _TAIL[k]) for k in _R_MAX}
+    lmax = max(self.n_terms.values())
+    logd, ev = _eigen_tables(n, lmax)
+    l = np.arange(lmax, dtype=np.float64)
+    self._logd, self._ev = logd, ev
+    self._dcoef = l * (l + 2 * self.lam) / (2 * self.lam + 1)    # G_l' = dcoef_l G^{lam+1}_{l-1}
+    # Jump of (zeta - X)^(-alpha-1) across the cut, over pi: zero for odd n.
+    self._jump = 0.0 if not self.even else math.sin(_PI * (self.alpha + 1.0)) / _PI
+    self._lgamma_a1 = _lgamma(self.alpha + 1.0)
+    self._const = -self.alpha * math.log(4 * _PI) + self._lgamma_a1
+
+  # ----------------------------------------------------------------------------- eigen-series
+  def _eigen(self, X, S, t):
+    """(log p, d log p / du) by the Gegenbauer series.  X, S, t: same shape (...)."""
+    dt = X.dtype
+    L = self.n_terms[_dtname(dt)]
+    logd = jnp.asarray(self._logd[:L], dt)
+    ev = jnp.asarray(self._ev[:L], dt)
+    dco = jnp.asarray(self._dcoef[:L], dt)
+    u = X - S
+    w = jnp.exp(logd - ev * t[..., None])            # (..., L); bounded by e^R (see module doc)
+    lam, lp = self.lam, self.lam + 1.0
+    # Value series: normalized Gegenbauer G_l^lam; derivative series: H_m = G_m^(lam+1).
+    g_prev, g = jnp.ones_like(u), u
+    h_prev, h = jnp.ones_like(u), u
+    s0 = w[..., 0] + w[..., 1] * g
+    s1 = w[..., 1] * dco[1] + w[..., 2] * dco[2] * h
+    for l in range(1, L - 1):
+      # G_{l+1} = [2(l+lam)/(2lam+l)] u G_l - [l/(2lam+l)] G_{l-1}
+      g_prev, g = g, (2.0 * (l + lam) / (2 * lam + l)) * u * g - (l / (2 * lam + l)) * g_prev
+      s0 = s0 + w[..., l + 1] * g
+      if l + 2 < L:
+        h_prev, h = h, (2.0 * (l + lp) / (2 * lp + l)) * u * h - (l / (2 * lp + l)) * h_prev
+        s1 = s1 + w[..., l + 2] * dco[l + 2] * h
+    logp = jnp.log(s0) - self.log_vol
+    return logp, s1 / s0
+
+  # ----------------------------------------------------------------------------- contour
+  def _kappa(self, zeta, omz, t):
+    """d log Theta / d zeta on the real axis, zeta > 0 (omz = 1 - zeta, accurate)."""
+    dt = zeta.dtype
+    two_pi = 2.0 * _PI
+    # zeta in [1/2, 1]: main image, kappa = (2/t) phi / sin(phi).
+    in_mid = (zeta >= 0.5) & (omz >= 0.0)
+    zm = jnp.where(in_mid, zeta, 0.75)
+    om = jnp.where(in_mid, omz, 0.25)
+    phi = 2.0 * jnp.arctan2(jnp.sqrt(om), jnp.sqrt(zm))
+    k_mid = (2.0 / t) / nx.sinc(phi * phi)
+    # zeta > 1: phi = i beta, kappa = (2/t) beta / sinh(beta).
+    big = omz < 0.0
+    zb = jnp.where(big, -omz, 1.0)
+    beta = 2.0 * jnp.arcsinh(jnp.sqrt(zb))
+    k_big = (2.0 / t) / nx.sinhc(beta * beta)
+    # zeta < 1/2: pair images 0 and -1 (exact near the antipode), psi = arcsin(sqrt zeta).
+    small = zeta < 0.5
+    zs = jnp.where(small, jnp.maximum(zeta, jnp.finfo(dt).tiny), 0.25)
+    os_ = jnp.where(small, omz, 0.75)
+    psi = jnp.arctan2(jnp.sqrt(zs), jnp.sqrt(os_))
+    z = two_pi * psi / t
+    if self.even:
+      k_small = (two_pi / jnp.tanh(z) - 4.0 * psi) / (t * jnp.sin(2.0 * psi))
+    else:
+      zz = jnp.where(z > 1e-3, z, 1.0)
+      tanhc = jnp.where(z > 1e-3, jnp.tanh(zz) / zz, 1.0 - z * z / 3.0)
+      k_small = ((two_pi * two_pi / t) * tanhc - 4.0) / (2.0 * t * nx.sinc(4.0 * psi * psi))
+    return jnp.where(small, k_small, jnp.where(big, k_big, k_mid))
+
+  def _saddle(self, X, S, t):
+    """Radius delta with delta * kappa(X + delta) = alpha + 1/2, and s2 = -d2/dphi2 log|g|."""
+    target = math.log(self.alpha + 0.5)
+
+    def kap(d):
+      return self._kappa(X + d, S - d, t)
+
+    # Start from the local model kappa ~ kappa(X + d0), then a few safeguarded Newton steps
+    # on log(delta) (G is increasing: log Theta is convex in log zeta).
+    d0 = (self.alpha + 0.5) * t * 0.5
+    ell = jnp.log(self.alpha + 0.5) - jnp.log(kap(d0))
+    for _ in range(_NEWTON_STEPS):
+      d = jnp.exp(ell)
+      k, dk = jax.jvp(kap, (d,), (d,))           # dk = delta * kappa'
+      G = ell + jnp.log(k) - target
+      Gp = jnp.maximum(1.0 + dk / k, 1e-3)
+      ell = ell - jnp.clip(G / Gp, -3.0, 3.0)
+    d = jnp.exp(ell)
+    k, dk = jax.jvp(kap, (d,), (d,))
+    s2 = self.alpha + d * dk
+    return d, s2
+
+  def _log_theta_ratio(self, dz, b, cb, phir, psir, t):
+    """log Theta(zeta_r + dz) - log Theta(zeta_r) for complex dz, relative to the real
+    reference zeta_r = b^2 (cb = sqrt(1 - zeta_r), upper-bank branch if zeta_r > 1)."""
+    zeta = b * b + dz
+    a = jnp.sqrt(zeta)
+    ca = jnp.sqrt((cb * cb) - dz)
+    # sin(psi - psi_r) = a cb - ca b, written without cancellation.
+    w = dz * (cb / (a + b) + b / (ca + cb))
+    # psi - psi_r = -i log((a + i ca)(b - i cb)), a unit number e^{i D} with sin D = -w and
+    # cos D - 1 = -w^2 / (1 + cos D); log1p written out (jnp.log1p loses digits near 0).
+    cosd = a * b + ca * cb
+    vr = -(w * w) / (1.0 + cosd)
+    p, q = jnp.real(vr) + jnp.imag(w), jnp.imag(vr) - jnp.real(w)
+    log_abs = 0.5 * jnp.log1p(2.0 * p + p * p + q * q)
+    arg = jnp.arctan2(q, 1.0 + p)
+    dpsi = jax.lax.complex(-arg, log_abs)
+    main = 2.0 * dpsi * (phir - dpsi) / t
+    psi = psir + dpsi
+    sgn = -1.0 if self.even else 1.0
+    e = jnp.exp(-4.0 * _PI * psi / t)
+    er = jnp.exp(-4.0 * _PI * psir / t)
+    if self.even:
+      ratio = jnp.expm1(-4.0 * _PI * psi / t) / jnp.expm1(-4.0 * _PI * psir / t)
+    else:
+      ratio = (1.0 + sgn * e) / (1.0 + sgn * er)
+    return main, ratio
+
+  def _contour(self, X, S, t):
+    """(log p, d log p / du) by the contour integral.  X, S, t: same shape, real."""
+    dt = X.dtype
+    cdt = jnp.complex128 if dt == jnp.float64 else jnp.complex64
+    name = _dtname(dt)
+    alpha = self.alpha
+    delta, s2 = self._saddle(X, S, t)
+    delta = jax.lax.stop_gradient(delta)
+    s2 = jax.lax.stop_gradient(s2)
+    if self.even and alpha < _SMALL_ALPHA:
+      # Keep the circle away from the branch point zeta = 0 (slow convergence otherwise).
+      r = delta / jnp.maximum(X, jnp.finfo(dt).tiny)
+      delta = jnp.where((r >= 0.5) & (r <= 1.0), 0.5 * X,
+                        jnp.where((r > 1.0) & (r < 2.0), 2.0 * X, delta))
+    # Arc half-length: where the local model exp(s2 (cos(phi) - 1)) of |integrand| falls
+    # below exp(-W^2/2).  For the keyhole the arc must reach the cut (phi = pi) unless the
+    # integrand is negligible there.
+    sin_half = _PHI_C_WIDTHS / (2.0 * jnp.sqrt(jnp.maximum(s2, 1e-30)))
+    phic = jax.lax.stop_gradient(2.0 * jnp.arcsin(jnp.minimum(sin_half, 1.0)))
+    keyhole = (delta < X) if self.even else jnp.zeros(X.shape, bool)
+    if self.even and alpha < _KEYHOLE_FULL_ALPHA:
+      phic = jnp.where(keyhole, _PI, phic)
+    # Gauss-Legendre nodes for the open keyhole arc; midpoint (trapezoid) nodes otherwise,
+    # exact for the periodic integrand of a closed circle and spectrally accurate when the
+    # integrand is negligible at +-phi_c.
+    xg, wg = _gauss_legendre_half(_N_ARC[name])
+    nh = _N_ARC[name] // 2
+    xm, wm = (np.arange(nh) + 0.5) / nh, np.full(nh, 1.0 / nh)
+    use_gl = keyhole & (phic >= _PI)
+    # Open keyhole arc: Gauss-Legendre in s with phi = pi sinh(c s) / sinh(c), clustering
+    # the nodes near the saddle (phi = 0) while still reaching the cut at phi = pi.
+    c = jax.lax.stop_gradient(_CLUSTER * jnp.log1p(jnp.sqrt(jnp.maximum(s2, 0.0)) / 2.0))
+    c = jnp.where(use_gl, jnp.maximum(c, 1e-3), 1.0)[..., None]
+    sxg = jnp.asarray(xg, dt)
+    xgl = jnp.sinh(c * sxg) / jnp.sinh(c)
+    wgl = jnp.asarray(wg, dt) * c * jnp.cosh(c * sxg) / jnp.sinh(c)
+    xnode = jnp.where(use_gl[..., None], xgl, jnp.asarray(xm, dt))
+    wnode = jnp.where(use_gl[..., None], wgl, jnp.asarray(wm, dt))
+    # Reference point zeta_r = X + delta (real).
+    zr = X + delta
+    omr = S - delta                                        # 1 - zeta_r
+    inside = omr >= 0.0
+    b = jnp.sqrt(zr)
+    sq_in = jnp.sqrt(jnp.where(inside, omr, 0.0))
+    sq_out = jnp.sqrt(jnp.where(inside, 0.0, -omr))
+    cb = jnp.where(inside, sq_in.astype(cdt), (-1j * sq_out).astype(cdt))
+    phir_re = 2.0 * jnp.arctan2(sq_in, b)                  # zeta_r <= 1
+    beta_r = 2.0 * jnp.arcsinh(sq_out)                     # zeta_r > 1: phi_r = -i beta_r
+    phir = jnp.where(inside, phir_re.astype(cdt), (-1j * beta_r).astype(cdt))
+    psir = (_PI - phir) / 2.0
+    lref = jnp.where(inside, -phir_re * phir_re, beta_r * beta_r) / (2.0 * t)
+    psir_re = jnp.where(inside, (_PI - phir_re) / 2.0, _PI / 2.0)
+    if self.even:
+      lref = lref + jnp.log(-jnp.expm1(-4.0 * _PI * psir_re / t))
+    else:
+      lref = lref + jnp.log1p(jnp.exp(-4.0 * _PI * psir_re / t))
+
+    # Arc on [0, phi_c] (conjugate symmetry gives the other half).
+    phi = phic[..., None] * xnode
+    eiph = jnp.exp(1j * phi.astype(cdt))
+    dz = (2j * delta[..., None] * jnp.sin(phi / 2)) * jnp.exp(0.5j * phi.astype(cdt))
+    ex = lambda a: a[..., None]
+    main, ratio = self._log_theta_ratio(dz, ex(b).astype(cdt), ex(cb), ex(phir), ex(psir),
+                                        ex(t))
+    g = jnp.exp(main - 1j * alpha * phi) * ratio
+    wgt = wnode * phic[..., None] / _PI
+    arc0 = jnp.sum(wgt * jnp.real(g), axis=-1)
+    arc1 = jnp.sum(wgt * jnp.real(g / eiph), axis=-1)
+    num, den = arc1, arc0
+    if self.even:
+      # Bank of the cut [0, X - delta] (keyhole), only where delta < X.
+      key = keyhole
+      dk = jnp.where(key, delta, 0.5 * X + 1e-30)
+      kx = self._kappa(jnp.maximum(X - dk, jnp.finfo(dt).tiny), S + dk, t)
+      sig_up = jnp.minimum(jnp.log(jnp.maximum(X, 1e-30) / dk),
+                           jnp.log1p(_SEG_DECAY / (kx * dk)))
+      sig_up = jax.lax.stop_gradient(jnp.where(key, jnp.maximum(sig_up, 0.0), 0.0))
+      xs, ws = _gauss_legendre_01(_N_SEG[name])
+      tau = jnp.asarray(xs, dt)
+      sg = sig_up[..., None] * (1.0 - (1.0 - tau) ** 2)
+      dsg = 2.0 * sig_up[..., None] * (1.0 - tau)
+      v = delta[..., None] * jnp.exp(sg)                   # X - y
+      dzs = (-(v + delta[..., None])).astype(cdt)
+      main_s, ratio_s = self._log_theta_ratio(dzs, ex(b).astype(cdt), ex(cb), ex(phir),
+                                              ex(psir), ex(t))
+      fs = jnp.real(jnp.exp(main_s) * ratio_s)
+      fs = jnp.where(X[..., None] - v > 0.0, fs, 0.0)
+      q = v / delta[..., None]
+      wseg = jnp.asarray(ws, dt) * dsg * fs
+      seg0 = jnp.sum(wseg * q ** (-alpha), axis=-1)
+      seg1 = jnp.sum(wseg * q ** (-alpha - 1.0), axis=-1)
+      seg0 = jnp.where(key, seg0, 0.0)
+      seg1 = jnp.where(key, seg1, 0.0)
+      den = arc0 + self._jump * seg0
+      num = arc1 - self._jump * seg1
+    logD = self._lgamma_a1 - alpha * jnp.log(delta) + lref + jnp.log(den)
+    logp = (-alpha * math.log(4 * _PI) + 0.5 * alpha * alpha * t - 0.5 * jnp.log(2 * _PI * t)
+            + logD)
+    dlog_du = 0.5 * (alpha + 1.0) / delta * num / den
+    return logp, dlog_du
+
+  # ----------------------------------------------------------------------------- public
+  def radial(self, X, S, t):
+    """(log p_t, d log p_t / du) at X = cos^2(theta/2), S = sin^2(theta/2), u = X - S."""
+    X, S, t = jnp.broadcast_arrays(X, S, t)
+    dt = X.dtype
+    ts = self.t_switch[_dtname(dt)]
+    tiny_t = float(jnp.finfo(dt).tiny) ** 0.5
+    t = jnp.maximum(t, tiny_t)
+    use_eig = t >= ts
+    te = jnp.where(use_eig, t, ts)
+    tc = jnp.where(use_eig, 0.5 * ts, t)
+    le, ge = self._eigen(X, S, te)
+    lc, gc = self._contour(X, S, tc)
+    return jnp.where(use_eig, le, lc), jnp.where(use_eig, ge, gc)
