@@ -58,11 +58,14 @@ integrand is evaluated as a ratio Q(r)/Q(rho) (one exp per node, no logs).
 Sampling (`sample_radius`): rejection from a Gaussian envelope, exact; see its docstring.
 
 Measured accuracy (benchmarks/hyperbolic_accuracy.py: mpmath at dps 30, t in [1e-4, 20],
-rho from 0 to where log p ~ -400, switches on both sides; relative errors, log p error
-relative to max(1, |log p|), score = coefficient c):
-  odd n (3, 5, 7, 16):  float64 log p <= 1.2e-15, score <= 5e-14;
-                        float32 log p <= 3.3e-7, score <= 1.9e-5;
-  even n (2, 4, 10, 16): see the report figures in hyperbolic.py's docstring.
+~95 points per n from rho = 0 to where log p ~ -400, the switches on both sides; log p error
+relative to max(1, |log p|), score error relative, on the coefficient c):
+  odd n = 3, 5, 7:        float64 log p <= 1.2e-15, score <= 5e-14;
+                          float32 log p <= 3.3e-7,  score <= 1.9e-5;
+  even n = 2, 4, 10, 16:  float64 log p <= 4e-11,   score <= 1.2e-9;
+                          float32 log p <= 3.9e-6,  score <= 2.3e-5.
+Beyond the target range (t = 100, 150, n = 2): float64 log p <= 2e-9, score <= 2e-7; float32
+score <= 2.2e-4.  float32 inputs are rounded: a rho error eps rho moves log p by ~rho^2 eps/t.
 """
 from __future__ import annotations
 

@@ -95,46 +95,49 @@ def _eigen_tables(n: int, lmax: int):
   if n == 1:
     logd = np.where(l == 0, 0.0, math.log(2.0))
   else:
-    lg = np.vectorize(math.lgamma)
-    logd = (np.log((2 * l + n - 1) / (n - 1)) + lg(l + n - 1) - lg(l + 1) - math.lgamma(n - 1))
+    # log binom(l + n - 2, l) by a cumulative sum (exact enough, vectorized).
+    logbin = np.concatenate([[0.0], np.cumsum(np.log((l[1:] + n - 2) / l[1:]))])
+    logd = np.log((2 * l + n - 1) / (n - 1)) + logbin
   return logd, l * (l + n - 1) / 2.0
 
 
-def _series_ratio(n: int, t: float) -> float:
-  """R = log(sum |terms|) - log|sum terms| at the antipode, for the value and the score series."""
-  lam = 0.5 * (n - 1)
-  logd, ev = _eigen_tables(n, 3000)
-  lw = logd - ev * t
-  l = np.arange(len(lw))
-  out = []
-  for lwk in (lw, lw + np.log(np.maximum(l * (l + 2 * lam), 1e-300) / (2 * lam + 1))):
-    lwk = lwk if lwk is lw else lwk[1:]
-    w = np.exp(lwk - lwk.max())
-    sgn = (-1.0) ** np.arange(len(w))
-    alt = abs(float(np.sum(w * sgn)))
-    out.append(math.log(float(np.sum(w))) - (math.log(alt) if alt > 0 else -np.inf))
-  return max(out)
+class _SeriesTables:
+  """log-weights of the value and score eigen-series (t-independent parts), l < lmax."""
 
+  def __init__(self, n: int, lmax: int = 3000):
+    lam = 0.5 * (n - 1)
+    self.logd, self.ev = _eigen_tables(n, lmax)
+    l = np.arange(lmax, dtype=np.float64)
+    self.logd1 = self.logd + np.log(np.maximum(l * (l + 2 * lam), 1e-300) / (2 * lam + 1))
 
-def _t_switch(n: int, rmax: float) -> float:
-  lo, hi = 1e-5, 100.0
-  for _ in range(80):
-    mid = math.sqrt(lo * hi)
-    r = _series_ratio(n, mid)
-    if not np.isfinite(r) or r > rmax:
-      lo = mid
-    else:
-      hi = mid
-  return hi
+  def ratio(self, t: float) -> float:
+    """R = log(sum |terms|) - log|sum terms| at the antipode, worst of value/score series."""
+    out = []
+    for lw, start in ((self.logd - self.ev * t, 0), (self.logd1 - self.ev * t, 1)):
+      lw = lw[start:]
+      w = np.exp(lw - lw.max())
+      alt = abs(float(np.sum(w * (-1.0) ** np.arange(len(w)))))
+      out.append(math.log(float(np.sum(w))) - (math.log(alt) if alt > 0 else -np.inf))
+    return max(out)
 
+  def t_switch(self, rmax: float) -> float:
+    """Smallest t (bisection in log t) with R(t) <= rmax."""
+    lo, hi = 1e-5, 100.0
+    for _ in range(60):
+      mid = math.sqrt(lo * hi)
+      r = self.ratio(mid)
+      if not np.isfinite(r) or r > rmax:
+        lo = mid
+      else:
+        hi = mid
+    return hi
 
-def _n_terms(n: int, t: float, tol: float) -> int:
-  """Terms of the (derivative) series needed at time t for a tail below tol * sum."""
-  logd, ev = _eigen_tables(n + 2, 4000)
-  lw = logd - ev * t
-  w = np.exp(lw - lw.max())
-  tail = np.cumsum(w[::-1])[::-1]
-  return int(np.argmax(tail < tol * w.sum())) + 2
+  def n_terms(self, t: float, tol: float) -> int:
+    """Terms needed at time t for a tail below tol * (sum of |terms|), both series."""
+    lw = self.logd1 - self.ev * t
+    w = np.exp(lw - lw.max())
+    tail = np.cumsum(w[::-1])[::-1]
+    return int(np.argmax(tail < tol * w.sum())) + 2
 
 
 def _gauss_legendre_half(N: int):
@@ -161,8 +164,9 @@ class SphereHeat:
     self.lam = 0.5 * (n - 1)
     self.even = (n % 2 == 0)
     self.log_vol = log_volume(n)
-    self.t_switch = {k: _t_switch(n, r) for k, r in _R_MAX.items()}
-    self.n_terms = {k: _n_terms(n, self.t_switch[k], _TAIL[k]) for k in _R_MAX}
+    tab = _SeriesTables(n)
+    self.t_switch = {k: tab.t_switch(r) for k, r in _R_MAX.items()}
+    self.n_terms = {k: tab.n_terms(self.t_switch[k], _TAIL[k]) for k in _R_MAX}
     lmax = max(self.n_terms.values())
     logd, ev = _eigen_tables(n, lmax)
     l = np.arange(lmax, dtype=np.float64)
@@ -393,3 +397,138 @@ class SphereHeat:
     le, ge = self._eigen(X, S, te)
     lc, gc = self._contour(X, S, tc)
     return jnp.where(use_eig, le, lc), jnp.where(use_eig, ge, gc)
+
+  # ----------------------------------------------------------------------------- sampling
+  def _log_radial(self, theta, t):
+    """log of the normalized density of theta on [0, pi] and its theta-derivative:
+    r(theta) = vol(S^{n-1}) p_t(theta) sin^{n-1}(theta)."""
+    half = 0.5 * theta
+    X = jnp.cos(half) ** 2
+    S = jnp.sin(half) ** 2
+    lp, g = self.radial(X, S, t)
+    s = jnp.sin(theta)
+    lr = self._log_vol_sub + lp + (self.n - 1) * jnp.log(s)
+    dlr = -s * g + (self.n - 1) * jnp.cos(theta) / s
+    return lr, dlr
+
+  @property
+  def _log_vol_sub(self):
+    return math.log(2.0) if self.n == 1 else log_volume(self.n - 1)
+
+  def _guess(self, t):
+    """Approximate centre and spread of theta (only used to place tangent points):
+    E cos(theta) = e^{-nt/2}, Var cos(theta) from E[(n+1) cos^2 - 1] = n e^{-(n+1)t}."""
+    n = self.n
+    em = -jnp.expm1(-0.5 * n * t)                         # 1 - E cos
+    centre = 2.0 * jnp.arcsin(jnp.sqrt(jnp.clip(0.5 * em, 0.0, 1.0)))
+    var_u = (n * jnp.expm1(-(n + 1) * t)) / (n + 1) - jnp.expm1(-n * t)
+    var_u = jnp.maximum(var_u, 0.5 * n * t * t * jnp.exp(-n * t))
+    spread = jnp.sqrt(var_u) / jnp.maximum(jnp.sin(centre), 1e-30)
+    spread = jnp.clip(spread, 1e-3 * centre, 2.0)
+    return centre, spread
+
+  def _envelope(self, t):
+    """Upper hull of log r from tangents at three points (valid for any points since log r is
+    concave in theta for n >= 2: every tangent line lies above it).  Returns the segment
+    boundaries, line parameters and log masses, each of shape (..., 3)."""
+    dt = t.dtype
+    eps_th = 1e-6 if dt == jnp.float32 else 1e-12
+    c, s = self._guess(t)
+    offs = jnp.asarray([-1.4, 0.0, 1.4], dt)
+    tau = jnp.clip(c[..., None] + offs * s[..., None], eps_th * math.pi,
+                   math.pi * (1.0 - eps_th))
+    h, d = self._log_radial(tau, jnp.broadcast_to(t[..., None], tau.shape))
+    # Breakpoints between consecutive lines (clipped into the tangent intervals).
+    def cross(i, j):
+      den = d[..., i] - d[..., j]
+      ok = den > 1e-12 * (jnp.abs(d[..., i]) + jnp.abs(d[..., j]) + 1.0)
+      z = (h[..., j] - h[..., i] + d[..., i] * tau[..., i] - d[..., j] * tau[..., j]) / jnp.where(
+          ok, den, 1.0)
+      z = jnp.where(ok, z, 0.5 * (tau[..., i] + tau[..., j]))
+      return jnp.clip(z, tau[..., i], tau[..., j])
+    z12, z23 = cross(0, 1), cross(1, 2)
+    a = jnp.stack([jnp.zeros_like(z12), z12, z23], -1)
+    b = jnp.stack([z12, z23, jnp.full_like(z12, math.pi)], -1)
+    la = h + d * (a - tau)                                  # line value at the left end
+    L = b - a
+    logm = la + jnp.log(jnp.maximum(L, 1e-300)) + _log_expm1c(d * L)
+    logm = jnp.where(L > 0, logm, -jnp.inf)
+    return a, L, tau, h, d, logm
+
+  def _propose(self, key, env):
+    a, L, tau, h, d, logm = env
+    k1, k2 = jax.random.split(key)
+    dt = a.dtype
+    logits = logm - jnp.max(logm, axis=-1, keepdims=True)
+    seg = jax.random.categorical(k1, logits, axis=-1)
+    pick = lambda arr: jnp.take_along_axis(arr, seg[..., None], axis=-1)[..., 0]
+    a_, L_, tau_, h_, d_ = pick(a), pick(L), pick(tau), pick(h), pick(d)
+    u = jax.random.uniform(k2, a_.shape, dt, minval=jnp.finfo(dt).tiny, maxval=1.0)
+    th = a_ + L_ * _trunc_exp_quantile(u, d_ * L_)
+    th = jnp.clip(th, a_, a_ + L_)
+    env_val = h_ + d_ * (th - tau_)
+    return th, env_val
+
+  def sample_theta(self, key, t):
+    """Exact draw of the geodesic distance theta ~ r(theta) on [0, pi], any batch shape of t.
+
+    n = 1: |wrapped normal|.  n >= 2: rejection from the piecewise-exponential upper hull of
+    the (concave) log r built from tangents at three points; acceptance ~0.8-0.9.  All
+    samples get one candidate; the rejected ones are redrawn in compacted chunks until every
+    sample is accepted (exact: the accepted value has the target law)."""
+    t = jnp.asarray(t)
+    dt = t.dtype
+    shape = t.shape
+    if self.n == 1:
+      z = jnp.sqrt(t) * jax.random.normal(key, shape, dt)
+      return jnp.abs(jnp.mod(z + math.pi, 2.0 * math.pi) - math.pi)
+    tf = jnp.maximum(t.reshape(-1), float(jnp.finfo(dt).tiny) ** 0.5)
+    B = tf.shape[0]
+    env = self._envelope(tf)
+    k0, kloop = jax.random.split(key)
+    ka, kb = jax.random.split(k0)
+    th, ev = self._propose(ka, env)
+    lr, _ = self._log_radial(th, tf)
+    logu = jnp.log(jax.random.uniform(kb, (B,), dt, minval=jnp.finfo(dt).tiny, maxval=1.0))
+    done = logu <= lr - ev
+    chunk = max(1, min(B, -(-B // 8)))
+
+    def cond(state):
+      return ~jnp.all(state[1])
+
+    def body(state):
+      th, done, k = state
+      k, kp, ku = jax.random.split(k, 3)
+      idx = jnp.nonzero(~done, size=chunk, fill_value=B)[0]
+      valid = idx < B
+      ii = jnp.minimum(idx, B - 1)
+      sub = jax.tree_util.tree_map(lambda e: e[ii], env)
+      thc, evc = self._propose(kp, sub)
+      lrc, _ = self._log_radial(thc, tf[ii])
+      lu = jnp.log(jax.random.uniform(ku, (chunk,), dt, minval=jnp.finfo(dt).tiny, maxval=1.0))
+      acc = (lu <= lrc - evc) & valid
+      tgt = jnp.where(acc, ii, B)                 # out-of-range index: dropped by the scatter
+      th = th.at[tgt].set(thc, mode="drop")
+      done = done.at[tgt].set(True, mode="drop")
+      return th, done, k
+
+    th, done, _ = jax.lax.while_loop(cond, body, (th, done, kloop))
+    return th.reshape(shape)
+
+
+def _log_expm1c(x):
+  """log(expm1(x) / x), stable for all real x (0 at x = 0)."""
+  small = jnp.abs(x) < 1e-4
+  xs = jnp.where(small, 1.0, x)
+  pos = jnp.log(-jnp.expm1(-xs)) + xs - jnp.log(jnp.abs(xs))     # x > 0
+  neg = jnp.log(-jnp.expm1(xs)) - jnp.log(jnp.abs(xs))           # x < 0
+  return jnp.where(small, 0.5 * x, jnp.where(x > 0, pos, neg))
+
+
+def _trunc_exp_quantile(u, x):
+  """Quantile (in [0, 1]) of the density proportional to exp(x v) on v in [0, 1]."""
+  small = jnp.abs(x) < 1e-6
+  xs = jnp.where(small, 1.0, x)
+  pos = 1.0 + jnp.log(jnp.exp(-xs) + u * (-jnp.expm1(-xs))) / xs  # x > 0
+  neg = jnp.log1p(u * jnp.expm1(xs)) / xs                          # x < 0
+  return jnp.where(small, u, jnp.where(x > 0, pos, neg))

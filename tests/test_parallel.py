@@ -19,7 +19,8 @@ OVERRIDES = [
     "train.num_steps=6", "train.batch_size=32", "train.steps_per_dispatch=3",
     "train.log_every=1", "train.ckpt_every=6", "train.eval_every=6", "train.progress=false",
     "eval.num_plot_samples=0", "eval.max_points=16", "eval.batch_size=16",
-    "eval.rtol=1e-3", "eval.atol=1e-3", "diffusion.sample_steps=5",
+    # tight solver tolerances: the adaptive steps react to round-off in the parameters
+    "eval.rtol=1e-6", "eval.atol=1e-6", "diffusion.sample_steps=5",
 ]
 RUNNER = """
 import json, sys
@@ -71,7 +72,7 @@ def test_four_devices_match_one_device(tmp_path):
   with open(os.path.join(four, "eval.json")) as f:
     e4 = json.load(f)
   assert e1["num_devices"] == 1 and e4["num_devices"] == 4
-  assert e4["test_nll"] == pytest.approx(e1["test_nll"], rel=1e-4, abs=1e-4)
+  assert e4["test_nll"] == pytest.approx(e1["test_nll"], abs=1e-4)  # ~solver tolerance
 
 
 def test_helpers_single_process(monkeypatch):

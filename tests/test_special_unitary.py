@@ -56,6 +56,10 @@ def minimal_angles_bruteforce(ev):
   return np.sort(best)
 
 
+def _to_mp(x):
+  return x if isinstance(x, mp.mpf) else mp.mpf(float(x))
+
+
 def mp_vol(n):
   return (mp.sqrt(n) * (2 * mp.pi) ** (mp.mpf(n * n + n - 2) / 2)
           / mp.fprod([mp.factorial(k) for k in range(1, n)]))
@@ -84,20 +88,21 @@ def _mp_degenerate(th):
 def mp_log_hk_images(theta, t):
   """Images sum (HEAT_KERNELS.md) in 110-digit arithmetic."""
   n = len(theta)
-  with mp.workdps(110):
-    th = [mp.mpf(float(x)) for x in theta]
+  deg = _mp_degenerate([_to_mp(x) for x in theta])
+  with mp.workdps(110 if deg else 40):
+    th = [_to_mp(x) for x in theta]
     t = mp.mpf(t)
-    if _mp_degenerate(th):
+    if deg:
       th = _mp_split(th, mp.mpf(10) ** -14)
     base = sum(x * x for x in th)
-    rr = int(mp.ceil((mp.sqrt(base) + mp.sqrt(base + 500 * t)) / (2 * mp.pi))) + 1
+    rr = int(mp.ceil((mp.sqrt(base) + mp.sqrt(base + 240 * t)) / (2 * mp.pi))) + 1
     den = mp.fprod([2 * mp.sin((th[j] - th[k]) / 2) for j in range(n) for k in range(j + 1, n)])
     tot = mp.mpf(0)
     for m in itertools.product(range(-rr, rr + 1), repeat=n - 1):
       m = list(m) + [-sum(m)]
       h = [th[i] + 2 * mp.pi * m[i] for i in range(n)]
       e = sum(x * x for x in h)
-      if (e - base) / (2 * t) > 250:
+      if (e - base) / (2 * t) > 120:      # e^-120 relative: far below the tolerances
         continue
       tot += mp.fprod([h[j] - h[k] for j in range(n) for k in range(j + 1, n)]) * mp.exp(-e / (2 * t))
     d = n * n - 1
@@ -108,10 +113,11 @@ def mp_log_hk_images(theta, t):
 def mp_log_hk_characters(theta, t):
   """Weyl character sum (determinant formula) in 110-digit arithmetic."""
   n = len(theta)
-  with mp.workdps(110):
-    th = [mp.mpf(float(x)) for x in theta]
+  deg = _mp_degenerate([_to_mp(x) for x in theta])
+  with mp.workdps(110 if deg else 40):
+    th = [_to_mp(x) for x in theta]
     t = mp.mpf(t)
-    if _mp_degenerate(th):
+    if deg:
       th = _mp_split(th, mp.mpf(10) ** -14)
     z = [mp.expj(x) for x in th]
     vd = mp.det(mp.matrix([[zk ** (n - 1 - j) for zk in z] for j in range(n)]))
@@ -130,10 +136,13 @@ def mp_log_hk_characters(theta, t):
         num = mp.det(mp.matrix([[zk ** lj for zk in z] for lj in ll]))
         tot[0] += w * mp.re(num / vd)
         return True
+      any_ok = False
       for v in range(0, maxv + 1):
-        if not rec(prefix + [v], v) and v > 0:
+        ok = rec(prefix + [v], v)     # weights decrease with v: stop at the first empty branch
+        if not ok and v > 0:
           break
-      return True
+        any_ok = any_ok or ok
+      return any_ok
 
     rec([], 400)
     return mp.log(tot[0] / mp_vol(n))
