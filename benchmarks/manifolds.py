@@ -8,12 +8,13 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
+# The script's folder would shadow the `manifolds` package: use the repo root.
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from _timing import device_name, throughput  # noqa: E402
+from benchmarks._timing import device_name, throughput  # noqa: E402
 from manifolds import from_spec  # noqa: E402
 
 SPECS = ["sphere(2)", "sphere(127)", "hyperbolic(2)", "su(3)", "torus(7)"]

@@ -10,7 +10,7 @@ References (written here, independent of manifolds/_heat_hyperbolic.py):
   integral sign with mpmath.diff.  Scores: the (m+1)-th derivative, c = -(d log p/d rho)/rho;
 * sampler: E[cosh d(x, Y)] = e^{nt/2} and Kolmogorov-Smirnov of d(x, Y) against the CDF of
   vol(S^{n-1}) sinh^{n-1}(rho) p_t(rho) from the closed form (n = 3) or scipy quadrature of
-  McKean's integral (n = 2, 4).
+  McKean's integral (n = 2).
 """
 import functools
 import math
@@ -50,9 +50,6 @@ def _mp_step(x):
   return mpmath.ldexp(max(abs(x), 1), -mpmath.mp.prec - 10)
 
 
-_QUAD_METHOD = "gauss-legendre"
-
-
 @functools.lru_cache(maxsize=None)
 def ref_heat(n, rho, t):
   """(log p^(n)_t(rho), c) with c = -(d log p / d rho) / rho, at mpmath dps 30."""
@@ -90,13 +87,13 @@ def ref_heat(n, rho, t):
       tail.append(mpmath.inf)
 
       def integral(k):
-        h = 2 * mpmath.quad(lambda sg: derivs(sg)[k], head, method=_QUAD_METHOD)
+        h = 2 * mpmath.quad(lambda sg: derivs(sg)[k], head, method="gauss-legendre")
 
         def f_tail(tk):
           sg = mpmath.sqrt(mpmath.cosh(rho + tk) - u)
           return derivs(sg)[k] * mpmath.sinh(rho + tk) / sg
 
-        return h + mpmath.quad(f_tail, tail, method=_QUAD_METHOD)
+        return h + mpmath.quad(f_tail, tail, method="gauss-legendre")
 
       dm, dm1 = integral(m), integral(m + 1)
       pre = (mpmath.sqrt(2) * mpmath.exp(-t / 8) * (2 * mpmath.pi * t) ** -1.5
@@ -551,53 +548,34 @@ def _radial_logpdf_closed(n, rho, t):
   return math.log(4 * math.pi) + 2 * np.log(np.sinh(rho)) + logp
 
 
-def _mckean_du(u, t, order):
-  """(-d/du)^order of the H^2 kernel at u = cosh rho (order 0, 1), scipy quadrature of
-  McKean's integral in s = cosh r - cosh rho (derivative under the integral by a central
-  difference of the integrand in float64)."""
-  def g(w):  # r / sinh r * exp(-r^2 / 2t) with w = cosh r, continued analytically to w < 1
-    if w > 1:
-      r = np.arccosh(w)
-      return r / np.sqrt(w * w - 1) * np.exp(-r * r / (2 * t))
-    if w == 1:
-      return 1.0
-    a = np.arccos(w)
-    return a / np.sqrt(1 - w * w) * np.exp(a * a / (2 * t))
-
-  def integrand(sig):  # s = sig^2 removes the 1/sqrt(s) singularity
-    w = u + sig * sig
-    if order == 0:
-      return 2 * g(w)
-    h = 1e-6 * w
-    return -2 * (g(w + h) - g(w - h)) / (2 * h)
-
-  val = scipy.integrate.quad(integrand, 0, np.inf, epsabs=0, epsrel=1e-11, limit=200)[0]
-  return math.sqrt(2) * math.exp(-t / 8) * (2 * math.pi * t) ** -1.5 * val
-
-
-def _radial_logpdf_quad(n, rho, t):
-  """n = 2, 4 from McKean's integral (and one u-derivative for n = 4)."""
+def _radial_logpdf_mckean(rho, t):
+  """n = 2: log of 2 pi sinh(rho) p_t(rho), McKean's integral by scipy quadrature in
+  s = cosh r - cosh rho = sig^2 (which removes the 1/sqrt(s) singularity)."""
   out = []
-  for r in np.asarray(rho, np.float64):
-    p = _mckean_du(math.cosh(r), t, 0) if n == 2 else (
-        math.exp(-t) / (2 * math.pi) * _mckean_du(math.cosh(r), t, 1))
-    out.append(math.log(p))
-  log_area = math.log(2) + 0.5 * n * math.log(math.pi) - scipy.special.gammaln(0.5 * n)
-  return log_area + (n - 1) * np.log(np.sinh(np.asarray(rho))) + np.array(out)
+  for r0 in np.asarray(rho, np.float64):
+    u = math.cosh(r0)
+
+    def integrand(sig):  # 2 (r / sinh r) exp(-r^2 / 2t) at cosh r = u + sig^2
+      w = u + sig * sig
+      r = math.acosh(w)
+      return 2 * (r / math.sqrt(w * w - 1) if w > 1 else 1.0) * math.exp(-r * r / (2 * t))
+
+    val = scipy.integrate.quad(integrand, 0, np.inf, epsabs=0, epsrel=1e-11, limit=200)[0]
+    out.append(math.log(math.sqrt(2) * math.exp(-t / 8) * (2 * math.pi * t) ** -1.5 * val))
+  return math.log(2 * math.pi) + np.log(np.sinh(np.asarray(rho))) + np.array(out)
 
 
 def _ks_pvalue(samples, n, t):
   """KS test of the radius samples against the CDF integrated from the reference density."""
   hi = float(np.max(samples)) * 1.2 + 1e-3
   grid = np.linspace(1e-9, hi, 401)
-  logpdf = (_radial_logpdf_closed if n % 2 else _radial_logpdf_quad)(n, grid, t)
+  logpdf = _radial_logpdf_closed(3, grid, t) if n == 3 else _radial_logpdf_mckean(grid, t)
   cdf = scipy.integrate.cumulative_simpson(np.exp(logpdf), x=grid, initial=0.0)
   assert abs(cdf[-1] - 1) < 1e-6, cdf[-1]  # the reference density is normalized
   return scipy.stats.kstest(samples, lambda s: np.interp(s, grid, cdf)).pvalue
 
 
-# (n, ts) for the moment test; the first t of each also gets a KS test (n <= 4; the
-# n = 4 reference is kept for KS runs by hand: _ks_pvalue(d, 4, t)).
+# (n, ts) for the moment test; the first t of each also gets a KS test (n = 2, 3).
 _SAMPLER_CASES = [(2, [0.5, 1e-3, 5.0]), (3, [2.0, 0.01]), (5, [0.05, 1.0])]
 
 
@@ -622,7 +600,7 @@ def test_sampler_moments_and_ks(f64, n, ts):
     c = np.cosh(d[i])
     se = c.std() / math.sqrt(num)
     assert abs(c.mean() - math.exp(n * t / 2)) <= 5 * se, (n, t, c.mean(), math.exp(n * t / 2), se)
-  if n <= 4:
+  if n <= 3:
     assert _ks_pvalue(d[0], n, ts[0]) > 1e-3
   # The direction is uniform: the mean unit direction (orthonormal frame) is ~0.
   u = np.asarray(u)[:num]
