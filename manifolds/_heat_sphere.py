@@ -182,24 +182,33 @@ class SphereHeat:
     """(log p, d log p / du) by the Gegenbauer series.  X, S, t: same shape (...)."""
     dt = X.dtype
     L = self.n_terms[_dtname(dt)]
-    logd = jnp.asarray(self._logd[:L], dt)
-    ev = jnp.asarray(self._ev[:L], dt)
-    dco = jnp.asarray(self._dcoef[:L], dt)
-    u = X - S
-    w = jnp.exp(logd - ev * t[..., None])            # (..., L); bounded by e^R (see module doc)
     lam, lp = self.lam, self.lam + 1.0
-    # Value series: normalized Gegenbauer G_l^lam; derivative series: H_m = G_m^(lam+1).
-    g_prev, g = jnp.ones_like(u), u
-    h_prev, h = jnp.ones_like(u), u
-    s0 = w[..., 0] + w[..., 1] * g
-    s1 = w[..., 1] * dco[1] + w[..., 2] * dco[2] * h
-    for l in range(1, L - 1):
-      # G_{l+1} = [2(l+lam)/(2lam+l)] u G_l - [l/(2lam+l)] G_{l-1}
-      g_prev, g = g, (2.0 * (l + lam) / (2 * lam + l)) * u * g - (l / (2 * lam + l)) * g_prev
-      s0 = s0 + w[..., l + 1] * g
-      if l + 2 < L:
-        h_prev, h = h, (2.0 * (l + lp) / (2 * lp + l)) * u * h - (l / (2 * lp + l)) * h_prev
-        s1 = s1 + w[..., l + 2] * dco[l + 2] * h
+    logd, ev = self._logd[:L], self._ev[:L]
+    logd1 = logd + np.log(np.maximum(self._dcoef[:L], 1e-300))   # score-series weights
+    l = np.arange(1, L - 1, dtype=np.float64)                     # recurrence steps
+    nxt = np.arange(3, L + 1)                                     # score-series index l + 2
+    valid1 = nxt < L
+    nxt = np.minimum(nxt, L - 1)
+    xs = tuple(jnp.asarray(a, dt) for a in (
+        2.0 * (l + lam) / (2 * lam + l), l / (2 * lam + l),       # G^lam recurrence
+        2.0 * (l + lp) / (2 * lp + l), l / (2 * lp + l),          # G^(lam+1) recurrence
+        logd[2:], ev[2:],                                         # weight of G_{l+1}
+        np.where(valid1, logd1[nxt], -np.inf), ev[nxt]))          # weight of H_{l+1} (G_{l+2}')
+    u = X - S
+    one = jnp.ones_like(u)
+    w = lambda lg, e: jnp.exp(lg - e * t)      # each weight <= e^R (see module doc)
+    # Value series: normalized Gegenbauer G_l^lam; score series: H_m = G_m^(lam+1).
+    s0 = w(logd[0], ev[0]) + w(logd[1], ev[1]) * u
+    s1 = w(logd1[1], ev[1]) + (w(logd1[2], ev[2]) * u if L > 2 else 0.0 * u)
+
+    def step(c, x):
+      g_prev, g, h_prev, h, s0, s1 = c
+      ag, bg, ah, bh, lw0, e0, lw1, e1 = x
+      g_prev, g = g, ag * u * g - bg * g_prev
+      h_prev, h = h, ah * u * h - bh * h_prev
+      return (g_prev, g, h_prev, h, s0 + w(lw0, e0) * g, s1 + w(lw1, e1) * h), None
+
+    (_, _, _, _, s0, s1), _ = jax.lax.scan(step, (one, u, one, u, s0, s1), xs)
     logp = jnp.log(s0) - self.log_vol
     return logp, s1 / s0
 
@@ -244,12 +253,14 @@ class SphereHeat:
     # on log(delta) (G is increasing: log Theta is convex in log zeta).
     d0 = (self.alpha + 0.5) * t * 0.5
     ell = jnp.log(self.alpha + 0.5) - jnp.log(kap(d0))
-    for _ in range(_NEWTON_STEPS):
+    def newton(_, ell):
       d = jnp.exp(ell)
       k, dk = jax.jvp(kap, (d,), (d,))           # dk = delta * kappa'
       G = ell + jnp.log(k) - target
       Gp = jnp.maximum(1.0 + dk / k, 1e-3)
-      ell = ell - jnp.clip(G / Gp, -3.0, 3.0)
+      return ell - jnp.clip(G / Gp, -3.0, 3.0)
+
+    ell = jax.lax.fori_loop(0, _NEWTON_STEPS, newton, ell)
     d = jnp.exp(ell)
     k, dk = jax.jvp(kap, (d,), (d,))
     s2 = self.alpha + d * dk
