@@ -23,15 +23,15 @@ def get_config():
   config.net.hidden = 128
   config.net.depth = 3
 
-  config.train.num_steps = 12000
+  config.train.num_steps = 10000
   config.train.batch_size = 256
   config.train.lr = 1e-3
   config.train.warmup_steps = 500
   config.train.ema_decay = 0.999
   config.train.steps_per_dispatch = 100
   config.train.log_every = 100
-  config.train.ckpt_every = 4000
-  config.train.eval_every = 4000
+  config.train.ckpt_every = 2500
+  config.train.eval_every = 2500
 
   config.diffusion.sample_steps = 200
   config.eval.rtol = 1e-4

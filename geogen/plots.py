@@ -1,8 +1,8 @@
 """Plots of samples and densities in each manifold's natural chart (matplotlib, Agg).
 
 * ``sphere(2)``: Mollweide projection (longitude / latitude of x = cos(lat) cos(lon),
-  y = cos(lat) sin(lon), z = sin(lat)): data and model samples, and the model density
-  heat map from ``log_prob`` on a (lat, lon) grid.
+  y = cos(lat) sin(lon), z = sin(lat)): data and model samples, and the model log-density
+  heat map from ``log_prob`` on a (lat, lon) grid (colour range: the top 10 nats).
 * ``sphere(n)``, n > 2: histograms of the first coordinate and of the geodesic distance
   between random pairs (data vs samples); ``sphere(1)``: angle histogram.
 * ``hyperbolic(2)``: Poincaré disk p = x[1:] / (1 + x[0]) (data, samples, log-density
@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from manifolds import Euclidean, Hyperbolic, Power, SpecialUnitary, Sphere, Torus  # noqa: E402
 
+_LOG_RANGE = 10.0  # log-density heat maps show [max - 10, max] nats (lower values clipped)
 _DATA_STYLE = dict(s=2, alpha=0.5, color="tab:blue", linewidths=0)
 _SAMPLE_STYLE = dict(s=2, alpha=0.5, color="tab:red", linewidths=0)
 
@@ -111,11 +112,13 @@ def plot_sphere2(data, samples, path, density=None, title=""):
   if density is not None:
     lon_e, lat_e, logp = density
     ax = fig.add_subplot(1, panels, 3, projection="mollweide")
-    mesh = ax.pcolormesh(lon_e, lat_e, np.exp(logp), cmap="viridis", shading="flat")
-    fig.colorbar(mesh, ax=ax, shrink=0.6, label="density (per sr)")
+    vmax = float(np.max(logp))
+    mesh = ax.pcolormesh(lon_e, lat_e, logp, cmap="viridis", shading="flat",
+                         vmin=vmax - _LOG_RANGE, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, shrink=0.6, label="log density (per sr)")
     lon, lat = sphere_to_lon_lat(data)
     ax.scatter(lon, lat, s=1, color="white", alpha=0.3, linewidths=0)
-    ax.set_title("model density")
+    ax.set_title("model log-density")
     ax.grid(True, alpha=0.3)
     ax.set_xticklabels([])
   if title:
@@ -133,9 +136,11 @@ def plot_torus2(data, samples, path, density=None, title=""):
     ax.set_title(f"{name} ({len(pts)})")
   if density is not None:
     e, logp = density
-    m = axes[2].pcolormesh(e, e, np.exp(logp).T, cmap="viridis", shading="flat")
-    fig.colorbar(m, ax=axes[2], shrink=0.8)
-    axes[2].set_title("model density")
+    vmax = float(np.max(logp))
+    m = axes[2].pcolormesh(e, e, logp.T, cmap="viridis", shading="flat",
+                           vmin=vmax - _LOG_RANGE, vmax=vmax)
+    fig.colorbar(m, ax=axes[2], shrink=0.8, label="log density")
+    axes[2].set_title("model log-density")
   for ax in axes:
     ax.set_xlabel("angle 1")
     ax.set_ylabel("angle 2")
@@ -192,7 +197,9 @@ def plot_poincare(data, samples, path, density=None, title=""):
     ax.set_title(f"{name} ({len(pts)})")
   if density is not None:
     xs, logp = density
-    m = axes[2].pcolormesh(xs, xs, logp.T, cmap="viridis", shading="nearest")
+    vmax = float(np.nanmax(logp))
+    m = axes[2].pcolormesh(xs, xs, logp.T, cmap="viridis", shading="nearest",
+                           vmin=vmax - _LOG_RANGE, vmax=vmax)
     fig.colorbar(m, ax=axes[2], shrink=0.8, label="log density (hyperbolic volume)")
     axes[2].set_title("model log-density")
   for ax in axes:

@@ -68,10 +68,10 @@ from manifolds import _numerics as nx
 _PI = math.pi
 
 # Saddle-point / quadrature settings.
-_NEWTON_STEPS = 3
+_NEWTON_STEPS = 3              # Newton steps for the saddle radius
 _PHI_C_WIDTHS = 8.0            # arc cut where |integrand| < exp(-W^2/2) (local model)
-_KEYHOLE_FULL_ALPHA = 18.0
-_CLUSTER = 2.0 # below: keyhole arcs always reach the cut at phi = pi
+_KEYHOLE_FULL_ALPHA = 18.0     # below: keyhole arcs always reach the cut at phi = pi
+_CLUSTER = 2.0                 # sinh clustering strength of open keyhole arcs
 _SEG_DECAY = 45.0              # bank integral truncated where f/f(X-delta) < e^-45
 _N_ARC = {"float64": 32, "float32": 16}   # Gauss-Legendre nodes on the full arc
 _N_SEG = {"float64": 20, "float32": 8}   # Gauss-Legendre nodes on the bank of the cut
@@ -214,84 +214,80 @@ class SphereHeat:
 
   # ----------------------------------------------------------------------------- contour
   def _kappa(self, zeta, omz, t):
-    """d log Theta / d zeta on the real axis, zeta > 0 (omz = 1 - zeta, accurate)."""
+    """d log Theta / d zeta on the real axis, zeta > 0 (omz = 1 - zeta).  Only used to place
+    the contour (saddle point), so a few ulps do not matter; finite and positive."""
     dt = zeta.dtype
     two_pi = 2.0 * _PI
-    # zeta in [1/2, 1]: main image, kappa = (2/t) phi / sin(phi).
-    in_mid = (zeta >= 0.5) & (omz >= 0.0)
-    zm = jnp.where(in_mid, zeta, 0.75)
-    om = jnp.where(in_mid, omz, 0.25)
-    phi = 2.0 * jnp.arctan2(jnp.sqrt(om), jnp.sqrt(zm))
-    k_mid = (2.0 / t) / nx.sinc(phi * phi)
-    # zeta > 1: phi = i beta, kappa = (2/t) beta / sinh(beta).
     big = omz < 0.0
-    zb = jnp.where(big, -omz, 1.0)
-    beta = 2.0 * jnp.arcsinh(jnp.sqrt(zb))
-    k_big = (2.0 / t) / nx.sinhc(beta * beta)
-    # zeta < 1/2: pair images 0 and -1 (exact near the antipode), psi = arcsin(sqrt zeta).
+    sz = jnp.sqrt(jnp.maximum(zeta, jnp.finfo(dt).tiny))
+    so = jnp.sqrt(jnp.maximum(omz, 0.0))
+    phi = 2.0 * jnp.arctan2(so, sz)                       # theta of zeta <= 1
+    psi = 0.5 * _PI - 0.5 * phi
+    # 1/2 <= zeta <= 1: main image, (2/t) phi / sin(phi).
     small = zeta < 0.5
-    zs = jnp.where(small, jnp.maximum(zeta, jnp.finfo(dt).tiny), 0.25)
-    os_ = jnp.where(small, omz, 0.75)
-    psi = jnp.arctan2(jnp.sqrt(zs), jnp.sqrt(os_))
-    z = two_pi * psi / t
+    phm = jnp.where(small, 0.5, phi)
+    k_mid = (2.0 / t) / nx.sinc(phm * phm)
+    # zeta > 1: phi = i beta, (2/t) beta / sinh(beta).
+    beta = 2.0 * jnp.arcsinh(jnp.sqrt(jnp.where(big, -omz, 1.0)))
+    k_big = (2.0 / t) / nx.sinhc(beta * beta)
+    # zeta < 1/2: images 0 and -1 together (exact at the antipode).
+    ps = jnp.where(small, jnp.maximum(psi, jnp.finfo(dt).tiny), 0.25)
+    z = two_pi * ps / t
     if self.even:
-      k_small = (two_pi / jnp.tanh(z) - 4.0 * psi) / (t * jnp.sin(2.0 * psi))
+      k_small = (two_pi / jnp.tanh(z) - 4.0 * ps) / (t * jnp.sin(2.0 * ps))
     else:
       zz = jnp.where(z > 1e-3, z, 1.0)
       tanhc = jnp.where(z > 1e-3, jnp.tanh(zz) / zz, 1.0 - z * z / 3.0)
-      k_small = ((two_pi * two_pi / t) * tanhc - 4.0) / (2.0 * t * nx.sinc(4.0 * psi * psi))
+      k_small = ((two_pi * two_pi / t) * tanhc - 4.0) / (2.0 * t * nx.sinc(4.0 * ps * ps))
     return jnp.where(small, k_small, jnp.where(big, k_big, k_mid))
 
   def _saddle(self, X, S, t):
-    """Radius delta with delta * kappa(X + delta) = alpha + 1/2, and s2 = -d2/dphi2 log|g|."""
+    """Radius delta with delta * kappa(X + delta) = alpha + 1/2, and s2 ~ -d2/dphi2 log|g|
+    (angular curvature of the integrand at the saddle)."""
     target = math.log(self.alpha + 0.5)
 
     def kap(d):
       return self._kappa(X + d, S - d, t)
 
-    # Start from the local model kappa ~ kappa(X + d0), then a few safeguarded Newton steps
-    # on log(delta) (G is increasing: log Theta is convex in log zeta).
+    # Start from kappa at X + d0 (local model), then safeguarded Newton steps on log(delta)
+    # (G is increasing since log Theta is convex in log zeta).
     d0 = (self.alpha + 0.5) * t * 0.5
-    ell = jnp.log(self.alpha + 0.5) - jnp.log(kap(d0))
-    def newton(_, ell):
+    ell = target - jnp.log(kap(d0))
+
+    def newton(_, carry):
+      ell, _ = carry
       d = jnp.exp(ell)
       k, dk = jax.jvp(kap, (d,), (d,))           # dk = delta * kappa'
       G = ell + jnp.log(k) - target
       Gp = jnp.maximum(1.0 + dk / k, 1e-3)
-      return ell - jnp.clip(G / Gp, -3.0, 3.0)
+      return ell - jnp.clip(G / Gp, -3.0, 3.0), d * dk
 
-    ell = jax.lax.fori_loop(0, _NEWTON_STEPS, newton, ell)
-    d = jnp.exp(ell)
-    k, dk = jax.jvp(kap, (d,), (d,))
-    s2 = self.alpha + d * dk
-    return d, s2
+    ell, d_dk = jax.lax.fori_loop(0, _NEWTON_STEPS, newton, (ell, jnp.zeros_like(ell)))
+    return jnp.exp(ell), self.alpha + d_dk
 
-  def _log_theta_ratio(self, dz, b, cb, phir, psir, t):
-    """log Theta(zeta_r + dz) - log Theta(zeta_r) for complex dz, relative to the real
-    reference zeta_r = b^2 (cb = sqrt(1 - zeta_r), upper-bank branch if zeta_r > 1)."""
+  def _arc_terms(self, dz, b, omr, cb, phir, psir, er, t):
+    """Theta(zeta_r + dz) / Theta(zeta_r) on the arc (complex dz), without cancellation.
+
+    zeta_r = b^2 is real; omr = 1 - zeta_r, cb = sqrt(1 - zeta_r) (upper-bank branch -i sqrt
+    when zeta_r > 1), phir = theta(zeta_r) (-i beta when zeta_r > 1), psir = pi/2 - phir/2
+    (real part), er = exp(-4 pi psir / t).  Arguments broadcast; dz has the node axis."""
     zeta = b * b + dz
     a = jnp.sqrt(zeta)
-    ca = jnp.sqrt((cb * cb) - dz)
-    # sin(psi - psi_r) = a cb - ca b, written without cancellation.
-    w = dz * (cb / (a + b) + b / (ca + cb))
-    # psi - psi_r = -i log((a + i ca)(b - i cb)), a unit number e^{i D} with sin D = -w and
-    # cos D - 1 = -w^2 / (1 + cos D); log1p written out (jnp.log1p loses digits near 0).
-    cosd = a * b + ca * cb
-    vr = -(w * w) / (1.0 + cosd)
-    p, q = jnp.real(vr) + jnp.imag(w), jnp.imag(vr) - jnp.real(w)
-    log_abs = 0.5 * jnp.log1p(2.0 * p + p * p + q * q)
-    arg = jnp.arctan2(q, 1.0 + p)
-    dpsi = jax.lax.complex(-arg, log_abs)
-    main = 2.0 * dpsi * (phir - dpsi) / t
-    psi = psir + dpsi
-    sgn = -1.0 if self.even else 1.0
-    e = jnp.exp(-4.0 * _PI * psi / t)
-    er = jnp.exp(-4.0 * _PI * psir / t)
+    ca = jnp.sqrt(omr - dz)
+    # w = sin(psi_r - psi) = a cb - ca b  =  dz (cb / (a + b) + b / (ca + cb)).
+    apb, cpc = a + b, ca + cb
+    w = dz * (cb * cpc + b * apb) / (apb * cpc)
+    # psi - psi_r = -i log(e^{iD}), e^{iD} = (a + i ca)(b - i cb) = cos D - i w with
+    # cos D - 1 = -w^2 / (1 + cos D); complex log1p written out for accuracy.
+    vr = -(w * w) / (1.0 + a * b + ca * cb)
+    p = jnp.real(vr) + jnp.imag(w)
+    q = jnp.imag(vr) - jnp.real(w)
+    dpsi = jax.lax.complex(-jnp.arctan2(q, 1.0 + p), 0.5 * jnp.log1p(2.0 * p + p * p + q * q))
+    main = jnp.exp(2.0 * dpsi * (phir - dpsi) / t)        # images 0: exp(-(theta^2-theta_r^2)/2t)
+    # Image -1 relative to image 0 (matters near the antipode only).
     if self.even:
-      ratio = jnp.expm1(-4.0 * _PI * psi / t) / jnp.expm1(-4.0 * _PI * psir / t)
-    else:
-      ratio = (1.0 + sgn * e) / (1.0 + sgn * er)
-    return main, ratio
+      return main * (jnp.expm1(-4.0 * _PI * (psir + dpsi) / t) / jnp.expm1(-4.0 * _PI * psir / t))
+    return main * ((1.0 + er * jnp.exp(-4.0 * _PI * dpsi / t)) / (1.0 + er))
 
   def _contour(self, X, S, t):
     """(log p, d log p / du) by the contour integral.  X, S, t: same shape, real."""
@@ -299,38 +295,41 @@ class SphereHeat:
     cdt = jnp.complex128 if dt == jnp.float64 else jnp.complex64
     name = _dtname(dt)
     alpha = self.alpha
+    tiny = jnp.finfo(dt).tiny
     delta, s2 = self._saddle(X, S, t)
     delta = jax.lax.stop_gradient(delta)
     s2 = jax.lax.stop_gradient(s2)
     if self.even and alpha < _SMALL_ALPHA:
       # Keep the circle away from the branch point zeta = 0 (slow convergence otherwise).
-      r = delta / jnp.maximum(X, jnp.finfo(dt).tiny)
+      r = delta / jnp.maximum(X, tiny)
       delta = jnp.where((r >= 0.5) & (r <= 1.0), 0.5 * X,
                         jnp.where((r > 1.0) & (r < 2.0), 2.0 * X, delta))
+    keyhole = (delta < X) if self.even else jnp.zeros(X.shape, bool)
     # Arc half-length: where the local model exp(s2 (cos(phi) - 1)) of |integrand| falls
     # below exp(-W^2/2).  For the keyhole the arc must reach the cut (phi = pi) unless the
     # integrand is negligible there.
     sin_half = _PHI_C_WIDTHS / (2.0 * jnp.sqrt(jnp.maximum(s2, 1e-30)))
-    phic = jax.lax.stop_gradient(2.0 * jnp.arcsin(jnp.minimum(sin_half, 1.0)))
-    keyhole = (delta < X) if self.even else jnp.zeros(X.shape, bool)
+    phic = 2.0 * jnp.arcsin(jnp.minimum(sin_half, 1.0))
     if self.even and alpha < _KEYHOLE_FULL_ALPHA:
       phic = jnp.where(keyhole, _PI, phic)
-    # Gauss-Legendre nodes for the open keyhole arc; midpoint (trapezoid) nodes otherwise,
-    # exact for the periodic integrand of a closed circle and spectrally accurate when the
-    # integrand is negligible at +-phi_c.
+    phic = jax.lax.stop_gradient(phic)
+    # Nodes on [0, phi_c] (conjugate symmetry gives the other half): midpoint rule (exact
+    # for the periodic integrand of a closed circle, spectral when the integrand is
+    # negligible at phi_c); for an open keyhole arc Gauss-Legendre in s with
+    # phi = pi sinh(c s)/sinh(c), clustering nodes near the saddle while reaching the cut.
     xg, wg = _gauss_legendre_half(_N_ARC[name])
     nh = _N_ARC[name] // 2
     xm, wm = (np.arange(nh) + 0.5) / nh, np.full(nh, 1.0 / nh)
-    use_gl = keyhole & (phic >= _PI)
-    # Open keyhole arc: Gauss-Legendre in s with phi = pi sinh(c s) / sinh(c), clustering
-    # the nodes near the saddle (phi = 0) while still reaching the cut at phi = pi.
-    c = jax.lax.stop_gradient(_CLUSTER * jnp.log1p(jnp.sqrt(jnp.maximum(s2, 0.0)) / 2.0))
-    c = jnp.where(use_gl, jnp.maximum(c, 1e-3), 1.0)[..., None]
-    sxg = jnp.asarray(xg, dt)
-    xgl = jnp.sinh(c * sxg) / jnp.sinh(c)
-    wgl = jnp.asarray(wg, dt) * c * jnp.cosh(c * sxg) / jnp.sinh(c)
-    xnode = jnp.where(use_gl[..., None], xgl, jnp.asarray(xm, dt))
-    wnode = jnp.where(use_gl[..., None], wgl, jnp.asarray(wm, dt))
+    xnode, wnode = jnp.asarray(xm, dt), jnp.asarray(wm, dt)
+    if self.even:
+      use_gl = (keyhole & (phic >= _PI))[..., None]
+      c = _CLUSTER * jnp.log1p(jnp.sqrt(jnp.maximum(s2, 0.0)) / 2.0)
+      c = jax.lax.stop_gradient(jnp.where(use_gl[..., 0], jnp.maximum(c, 1e-3), 1.0))[..., None]
+      sxg = jnp.asarray(xg, dt)
+      shc = jnp.sinh(c)
+      xnode = jnp.where(use_gl, jnp.sinh(c * sxg) / shc, xnode)
+      wnode = jnp.where(use_gl, jnp.asarray(wg, dt) * c * jnp.cosh(c * sxg) / shc, wnode)
+
     # Reference point zeta_r = X + delta (real).
     zr = X + delta
     omr = S - delta                                        # 1 - zeta_r
@@ -338,56 +337,56 @@ class SphereHeat:
     b = jnp.sqrt(zr)
     sq_in = jnp.sqrt(jnp.where(inside, omr, 0.0))
     sq_out = jnp.sqrt(jnp.where(inside, 0.0, -omr))
-    cb = jnp.where(inside, sq_in.astype(cdt), (-1j * sq_out).astype(cdt))
     phir_re = 2.0 * jnp.arctan2(sq_in, b)                  # zeta_r <= 1
     beta_r = 2.0 * jnp.arcsinh(sq_out)                     # zeta_r > 1: phi_r = -i beta_r
-    phir = jnp.where(inside, phir_re.astype(cdt), (-1j * beta_r).astype(cdt))
-    psir = (_PI - phir) / 2.0
-    lref = jnp.where(inside, -phir_re * phir_re, beta_r * beta_r) / (2.0 * t)
-    psir_re = jnp.where(inside, (_PI - phir_re) / 2.0, _PI / 2.0)
+    psir = jnp.where(inside, 0.5 * (_PI - phir_re), 0.5 * _PI)
+    x4 = -4.0 * _PI * psir / t
     if self.even:
-      lref = lref + jnp.log(-jnp.expm1(-4.0 * _PI * psir_re / t))
+      lref = jnp.log(-jnp.expm1(x4))
     else:
-      lref = lref + jnp.log1p(jnp.exp(-4.0 * _PI * psir_re / t))
+      lref = jnp.log1p(jnp.exp(x4))
+    lref = lref + jnp.where(inside, -phir_re * phir_re, beta_r * beta_r) / (2.0 * t)
 
-    # Arc on [0, phi_c] (conjugate symmetry gives the other half).
-    phi = phic[..., None] * xnode
-    eiph = jnp.exp(1j * phi.astype(cdt))
-    dz = (2j * delta[..., None] * jnp.sin(phi / 2)) * jnp.exp(0.5j * phi.astype(cdt))
-    ex = lambda a: a[..., None]
-    main, ratio = self._log_theta_ratio(dz, ex(b).astype(cdt), ex(cb), ex(phir), ex(psir),
-                                        ex(t))
-    g = jnp.exp(main - 1j * alpha * phi) * ratio
-    wgt = wnode * phic[..., None] / _PI
-    arc0 = jnp.sum(wgt * jnp.real(g), axis=-1)
-    arc1 = jnp.sum(wgt * jnp.real(g / eiph), axis=-1)
-    num, den = arc1, arc0
+    ex = lambda v: v[..., None]
+    phi = ex(phic) * xnode
+    cph, sph = jnp.cos(phi), jnp.sin(phi)
+    dz = jax.lax.complex(ex(delta) * (cph - 1.0), ex(delta) * sph)
+    cb = jax.lax.complex(sq_in, -sq_out)
+    phir = jax.lax.complex(phir_re * inside, -beta_r)
+    g = self._arc_terms(dz, ex(b).astype(cdt), ex(omr), ex(cb), ex(phir), ex(psir),
+                        ex(jnp.exp(x4)), ex(t))
+    rot = jax.lax.complex(jnp.cos(alpha * phi), -jnp.sin(alpha * phi))   # e^{-i alpha phi}
+    g = g * rot
+    wgt = wnode * ex(phic) / _PI
+    den = jnp.sum(wgt * jnp.real(g), axis=-1)
+    num = jnp.sum(wgt * (jnp.real(g) * cph + jnp.imag(g) * sph), axis=-1)  # Re(g e^{-i phi})
     if self.even:
-      # Bank of the cut [0, X - delta] (keyhole), only where delta < X.
-      key = keyhole
-      dk = jnp.where(key, delta, 0.5 * X + 1e-30)
-      kx = self._kappa(jnp.maximum(X - dk, jnp.finfo(dt).tiny), S + dk, t)
-      sig_up = jnp.minimum(jnp.log(jnp.maximum(X, 1e-30) / dk),
-                           jnp.log1p(_SEG_DECAY / (kx * dk)))
-      sig_up = jax.lax.stop_gradient(jnp.where(key, jnp.maximum(sig_up, 0.0), 0.0))
+      # Bank of the cut [0, X - delta] (keyhole only), real:
+      #   sin(pi(alpha+1))/pi int_0^{X-delta} f(y) (X - y)^(-alpha-1) dy,  X - y = delta e^sigma,
+      # sigma = sigma_up (1 - (1 - tau)^2) (removes the sqrt(y) endpoint behaviour).
+      dk = jnp.where(keyhole, delta, 0.5 * X + tiny)
+      kx = self._kappa(jnp.maximum(X - dk, tiny), S + dk, t)
+      sig_up = jnp.minimum(jnp.log(jnp.maximum(X, tiny) / dk), jnp.log1p(_SEG_DECAY / (kx * dk)))
+      sig_up = jax.lax.stop_gradient(jnp.where(keyhole, jnp.maximum(sig_up, 0.0), 0.0))
       xs, ws = _gauss_legendre_01(_N_SEG[name])
       tau = jnp.asarray(xs, dt)
-      sg = sig_up[..., None] * (1.0 - (1.0 - tau) ** 2)
-      dsg = 2.0 * sig_up[..., None] * (1.0 - tau)
-      v = delta[..., None] * jnp.exp(sg)                   # X - y
-      dzs = (-(v + delta[..., None])).astype(cdt)
-      main_s, ratio_s = self._log_theta_ratio(dzs, ex(b).astype(cdt), ex(cb), ex(phir),
-                                              ex(psir), ex(t))
-      fs = jnp.real(jnp.exp(main_s) * ratio_s)
-      fs = jnp.where(X[..., None] - v > 0.0, fs, 0.0)
-      q = v / delta[..., None]
-      wseg = jnp.asarray(ws, dt) * dsg * fs
-      seg0 = jnp.sum(wseg * q ** (-alpha), axis=-1)
-      seg1 = jnp.sum(wseg * q ** (-alpha - 1.0), axis=-1)
-      seg0 = jnp.where(key, seg0, 0.0)
-      seg1 = jnp.where(key, seg1, 0.0)
-      den = arc0 + self._jump * seg0
-      num = arc1 - self._jump * seg1
+      sg = ex(sig_up) * (1.0 - (1.0 - tau) ** 2)
+      q = jnp.exp(sg)                                      # (X - y) / delta
+      v = ex(delta) * q
+      y = ex(X) - v
+      omy = ex(S) + v
+      phy = 2.0 * jnp.arctan2(jnp.sqrt(omy), jnp.sqrt(jnp.maximum(y, 0.0)))
+      e_in = -(phy - ex(phir_re)) * (phy + ex(phir_re))
+      e_out = -(phy * phy + ex(beta_r * beta_r))
+      fs = jnp.exp(jnp.where(ex(inside), e_in, e_out) / (2.0 * ex(t)))
+      psy = 0.5 * (_PI - phy)
+      fs = fs * jnp.expm1(-4.0 * _PI * psy / ex(t)) / jnp.expm1(ex(x4))
+      fs = jnp.where(y > 0.0, fs, 0.0)
+      wseg = jnp.asarray(ws, dt) * 2.0 * ex(sig_up) * (1.0 - tau) * fs * q ** (-alpha)
+      seg0 = jnp.where(keyhole, jnp.sum(wseg, axis=-1), 0.0)
+      seg1 = jnp.where(keyhole, jnp.sum(wseg / q, axis=-1), 0.0)
+      den = den + self._jump * seg0
+      num = num - self._jump * seg1
     logD = self._lgamma_a1 - alpha * jnp.log(delta) + lref + jnp.log(den)
     logp = (-alpha * math.log(4 * _PI) + 0.5 * alpha * alpha * t - 0.5 * jnp.log(2 * _PI * t)
             + logD)
@@ -403,11 +402,21 @@ class SphereHeat:
     tiny_t = float(jnp.finfo(dt).tiny) ** 0.5
     t = jnp.maximum(t, tiny_t)
     use_eig = t >= ts
-    te = jnp.where(use_eig, t, ts)
-    tc = jnp.where(use_eig, 0.5 * ts, t)
-    le, ge = self._eigen(X, S, te)
-    lc, gc = self._contour(X, S, tc)
-    return jnp.where(use_eig, le, lc), jnp.where(use_eig, ge, gc)
+
+    def eig_only(X, S, t):
+      return self._eigen(X, S, t)
+
+    def contour_only(X, S, t):
+      return self._contour(X, S, t)
+
+    def both(X, S, t):
+      le, ge = self._eigen(X, S, jnp.where(use_eig, t, ts))
+      lc, gc = self._contour(X, S, jnp.where(use_eig, 0.5 * ts, t))
+      return jnp.where(use_eig, le, lc), jnp.where(use_eig, ge, gc)
+
+    # Skip the unused method when the whole batch is in one regime.
+    idx = jnp.where(jnp.all(use_eig), 0, jnp.where(jnp.any(use_eig), 2, 1))
+    return jax.lax.switch(idx, (eig_only, contour_only, both), X, S, t)
 
   # ----------------------------------------------------------------------------- sampling
   def _log_radial(self, theta, t):
@@ -484,9 +493,9 @@ class SphereHeat:
     """Exact draw of the geodesic distance theta ~ r(theta) on [0, pi], any batch shape of t.
 
     n = 1: |wrapped normal|.  n >= 2: rejection from the piecewise-exponential upper hull of
-    the (concave) log r built from tangents at three points; acceptance ~0.8-0.9.  All
-    samples get one candidate; the rejected ones are redrawn in compacted chunks until every
-    sample is accepted (exact: the accepted value has the target law)."""
+    the (concave) log r built from tangents at three points; acceptance ~0.88.  Candidates are
+    drawn for the pending samples in compacted chunks of B/8 until every sample is accepted
+    (exact: the accepted value has the target law); ~1.4 B + 3 B radial evaluations in all."""
     t = jnp.asarray(t)
     dt = t.dtype
     shape = t.shape
@@ -496,13 +505,11 @@ class SphereHeat:
     tf = jnp.maximum(t.reshape(-1), float(jnp.finfo(dt).tiny) ** 0.5)
     B = tf.shape[0]
     env = self._envelope(tf)
-    k0, kloop = jax.random.split(key)
-    ka, kb = jax.random.split(k0)
-    th, ev = self._propose(ka, env)
-    lr, _ = self._log_radial(th, tf)
-    logu = jnp.log(jax.random.uniform(kb, (B,), dt, minval=jnp.finfo(dt).tiny, maxval=1.0))
-    done = logu <= lr - ev
-    chunk = max(1, min(B, -(-B // 8)))
+    # One candidate per pending sample, processed in compacted chunks of B/8 (the first 8
+    # iterations give every sample its first candidate; later ones redraw the ~12% rejected).
+    chunk = max(1, -(-B // 8))
+    th = jnp.zeros((B,), dt)
+    done = jnp.zeros((B,), bool)
 
     def cond(state):
       return ~jnp.all(state[1])
@@ -523,7 +530,7 @@ class SphereHeat:
       done = done.at[tgt].set(True, mode="drop")
       return th, done, k
 
-    th, done, _ = jax.lax.while_loop(cond, body, (th, done, kloop))
+    th, done, _ = jax.lax.while_loop(cond, body, (th, done, key))
     return th.reshape(shape)
 
 

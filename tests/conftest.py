@@ -3,6 +3,16 @@ import jax
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _precision_per_module(request):
+  """Each test starts in the precision its module asks for (module-level ENABLE_X64,
+  default float32), so a module that needs float64 cannot leak it into others."""
+  old = jax.config.jax_enable_x64
+  jax.config.update("jax_enable_x64", bool(getattr(request.module, "ENABLE_X64", False)))
+  yield
+  jax.config.update("jax_enable_x64", old)
+
+
 @pytest.fixture(params=[False, True], ids=["f32", "f64"])
 def x64(request):
   """Run a test in float32 and in float64; restores the previous setting."""
