@@ -287,7 +287,7 @@ class SphereHeat:
     # Image -1 relative to image 0 (matters near the antipode only).
     if self.even:
       return main * (jnp.expm1(-4.0 * _PI * (psir + dpsi) / t) / jnp.expm1(-4.0 * _PI * psir / t))
-    return main * ((1.0 + er * jnp.exp(-4.0 * _PI * dpsi / t)) / (1.0 + er))
+    return main * ((1.0 + jnp.exp(-4.0 * _PI * (psir + dpsi) / t)) / (1.0 + er))
 
   def _contour(self, X, S, t):
     """(log p, d log p / du) by the contour integral.  X, S, t: same shape, real."""
