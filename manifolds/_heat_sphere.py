@@ -1,4 +1,4 @@
-"""Heat kernel of the unit sphere S^n (generator (1/2) Laplace-Beltrami), every n >= 1.
+r"""Heat kernel of the unit sphere S^n (generator (1/2) Laplace-Beltrami), every n >= 1.
 
 Everything is a function of the geodesic distance theta, carried as the pair
 ``X = cos^2(theta/2) = |x + y|^2 / 4`` and ``S = sin^2(theta/2) = |x - y|^2 / 4``
