@@ -13,27 +13,4 @@ from configs import defaults
 
 
 def get_config():
-  config = defaults.get_default_config()
-  config.manifold = "sphere(2)"
-  config.model = "diffusion"
-  config.data.name = "earth/fire"
-
-  config.net.kind = "resmlp"
-  config.net.hidden = 256
-  config.net.depth = 4
-
-  config.train.num_steps = 50000
-  config.train.batch_size = 512
-  config.train.lr = 5e-4
-  config.train.warmup_steps = 1000
-  config.train.ema_decay = 0.999
-  config.train.steps_per_dispatch = 100
-  config.train.log_every = 500
-  config.train.ckpt_every = 5000
-  config.train.eval_every = 5000
-
-  config.eval.batch_size = 1024
-  config.eval.max_points = 2000
-  config.eval.num_plot_samples = 5000
-  config.eval.density_grid = 90
-  return config
+  return defaults.earth_config("fire")
