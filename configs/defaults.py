@@ -72,23 +72,21 @@ def _synthetic_defaults() -> ml_collections.ConfigDict:
   return synthetic.default_config()
 
 
-def earth_config(dataset: str) -> ml_collections.ConfigDict:
-  """The full-size Riemannian diffusion run on one earth dataset (S^2), shared by
-  configs/earth_*.py: sized for one GPU (~50,000 steps)."""
+def full_run_config(manifold: str, data_name: str, hidden: int, depth: int,
+                    num_steps: int) -> ml_collections.ConfigDict:
+  """The shared training / evaluation settings of the full-size runs (sized for one GPU)
+  used by configs/earth_*.py, configs/torus_rna.py and configs/synthetic_*.py."""
   config = get_default_config()
-  config.manifold = "sphere(2)"
+  config.manifold = manifold
   config.model = "diffusion"
-  config.data.name = f"earth/{dataset}"
+  config.data.name = data_name
+  config.net.hidden = hidden
+  config.net.depth = depth
 
-  config.net.kind = "resmlp"
-  config.net.hidden = 256
-  config.net.depth = 4
-
-  config.train.num_steps = 50000
+  config.train.num_steps = num_steps
   config.train.batch_size = 512
   config.train.lr = 5e-4
   config.train.warmup_steps = 1000
-  config.train.ema_decay = 0.999
   config.train.steps_per_dispatch = 100
   config.train.log_every = 500
   config.train.ckpt_every = 5000
@@ -97,5 +95,27 @@ def earth_config(dataset: str) -> ml_collections.ConfigDict:
   config.eval.batch_size = 1024
   config.eval.max_points = 2000
   config.eval.num_plot_samples = 5000
+  return config
+
+
+def synthetic_config(manifold: str, kind: str, hidden: int, depth: int, num_steps: int,
+                     **synthetic) -> ml_collections.ConfigDict:
+  """A full-size run on a synthetic law with an exact density (KL = test NLL - entropy)."""
+  config = full_run_config(manifold, f"synthetic/{kind}", hidden, depth, num_steps)
+  config.data.synthetic.num_components = 4
+  for key, value in synthetic.items():
+    config.data.synthetic[key] = value
+  config.data.num_train = 50000
+  config.data.num_val = 2000
+  config.data.num_test = 2000
+  return config
+
+
+def earth_config(dataset: str) -> ml_collections.ConfigDict:
+  """The full-size Riemannian diffusion run on one earth dataset (S^2), shared by
+  configs/earth_*.py: sized for one GPU (~50,000 steps)."""
+  config = full_run_config("sphere(2)", f"earth/{dataset}", 256, 4, 50000)
+  config.net.kind = "resmlp"
+  config.train.ema_decay = 0.999
   config.eval.density_grid = 90
   return config

@@ -10,29 +10,4 @@ from configs import defaults
 
 
 def get_config():
-  config = defaults.get_default_config()
-  config.manifold = "su(3)"
-  config.model = "diffusion"
-  config.data.name = "synthetic/su_mixture"
-  config.data.synthetic.beta = 4.0
-  config.data.synthetic.num_components = 4
-  config.data.num_train = 50000
-  config.data.num_val = 2000
-  config.data.num_test = 2000
-
-  config.net.hidden = 512
-  config.net.depth = 4
-
-  config.train.num_steps = 30000
-  config.train.batch_size = 512
-  config.train.lr = 5e-4
-  config.train.warmup_steps = 1000
-  config.train.steps_per_dispatch = 100
-  config.train.log_every = 500
-  config.train.ckpt_every = 5000
-  config.train.eval_every = 5000
-
-  config.eval.batch_size = 1024
-  config.eval.max_points = 2000
-  config.eval.num_plot_samples = 5000
-  return config
+  return defaults.synthetic_config("su(3)", "su_mixture", 512, 4, 30000, beta=4.0)

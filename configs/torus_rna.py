@@ -7,24 +7,4 @@ from configs import defaults
 
 
 def get_config():
-  config = defaults.get_default_config()
-  config.manifold = "torus(7)"
-  config.model = "diffusion"
-  config.data.name = "torus/rna"
-
-  config.net.hidden = 256
-  config.net.depth = 4
-
-  config.train.num_steps = 50000
-  config.train.batch_size = 512
-  config.train.lr = 5e-4
-  config.train.warmup_steps = 1000
-  config.train.steps_per_dispatch = 100
-  config.train.log_every = 500
-  config.train.ckpt_every = 5000
-  config.train.eval_every = 5000
-
-  config.eval.batch_size = 1024
-  config.eval.max_points = 2000
-  config.eval.num_plot_samples = 5000
-  return config
+  return defaults.full_run_config("torus(7)", "torus/rna", 256, 4, 50000)
