@@ -625,16 +625,15 @@ class SpecialUnitary(Manifold):
     x = jnp.asarray(x)
     y = jnp.asarray(y, x.dtype)
     m = _mm(_dag(x), y)
-    h, q = _unitary_eig(m)
-    t = self._real_t(t, h)
-    shape = jnp.broadcast_shapes(h.shape[:-1], t.shape)
-    h = jnp.broadcast_to(h, shape + h.shape[-1:])
-    q = jnp.broadcast_to(q, shape + q.shape[-2:])
+    rdt = nx.real_dtype(m)
+    t = jnp.asarray(t, rdt)
+    if not jnp.issubdtype(jnp.asarray(t).dtype, jnp.floating):
+      t = t.astype(rdt)
+    shape = jnp.broadcast_shapes(m.shape[:-2], t.shape)
+    m = jnp.broadcast_to(m, shape + m.shape[-2:])
     y = jnp.broadcast_to(y, shape + y.shape[-2:])
     t = jnp.broadcast_to(t, shape)
-    c = jax.grad(lambda th: jnp.sum(self.log_heat_kernel_angles(th, t)))(h)
-    c = c - jnp.mean(c, axis=-1, keepdims=True)
-    return _mm(y, _conj_diag(q, (1j * c).astype(y.dtype)))
+    return _mm(y, _score_algebra(self.log_heat_kernel_angles, m, t))
 
   # ---- images
   def _wall_geometry(self, theta, t):
@@ -1075,6 +1074,70 @@ def _mv_rows_jvp(mv_fn, n, primals, tangents):
   out, gth, gt = _mv_rows_impl(mv_fn, n, theta, t, need, lp, with_grad=True)
   dout = jnp.where(need, jnp.sum(gth * dth, axis=-1) + gt * dtt, dlp)
   return out, dout
+
+
+def _class_gradient(log_k, h, t):
+  """grad of the class function log_k over the eigen-angles, projected to sum 0.
+  h (..., n), t (...) -> (..., n)."""
+  c = jax.grad(lambda th: jnp.sum(log_k(th, t)))(h)
+  return c - jnp.mean(c, axis=-1, keepdims=True)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _score_algebra(log_k, m, t):
+  """The left-trivialized gradient A in su(n) of y -> log_k(angles(x^H y), t): the score is
+  y A.  With m = x^H y = Q diag(e^{i h}) Q^H: A = Q diag(i c) Q^H, c = grad log_k (sum 0).
+  m (..., n, n), t (...) -> (..., n, n).
+
+  `_unitary_eig` carries no gradient, so the derivative (needed e.g. for the divergence of a
+  field built from the score) is given explicitly below."""
+  h, q = _unitary_eig(m)
+  c = _class_gradient(log_k, h, t)
+  return _conj_diag(q, (1j * c).astype(m.dtype))
+
+
+@_score_algebra.defjvp
+def _score_algebra_jvp(log_k, primals, tangents):
+  """Perturbation of the normal matrix m = Q L Q^H (L = diag(lam), lam = e^{i h}):
+  b = Q^H dm Q, dlam_k = b_kk (so dh_k = Im(conj(lam_k) b_kk), projected to sum 0) and
+  Q^H dQ = K with K_jk = b_jk / (lam_k - lam_j) (j != k).  With C = diag(i c):
+  dA = Q (i diag(dc) + K C - C K) Q^H, (K C - C K)_jk = i b_jk (c_k - c_j) / (lam_k - lam_j).
+  The quotient is finite at coincident eigenvalues: c is the gradient of a symmetric (and
+  2 pi-periodic) function, so c_k - c_j ~ (H_kk - H_jk) delta with delta = h_k - h_j (mod 2 pi)
+  and lam_k - lam_j ~ i lam delta; below |lam_k - lam_j| ~ eps^(1/3) (where the O(delta^2)
+  error of that limit meets the O(eps / delta) rounding of the quotient) the Hessian form is
+  used."""
+  m, t = primals
+  dm, dt = tangents
+  h, q = _unitary_eig(m)
+  cdt = m.dtype
+  lam = jnp.exp(1j * h.astype(cdt))
+  b = _mm(_dag(q), _mm(dm, q))
+  dh = jnp.imag(jnp.conj(lam) * jnp.diagonal(b, axis1=-2, axis2=-1)).astype(h.dtype)
+  dh = dh - jnp.mean(dh, axis=-1, keepdims=True)
+  grad_fn = lambda th, tt: _class_gradient(log_k, th, tt)
+  c, dc = jax.jvp(grad_fn, (h, t), (dh, jnp.asarray(dt, t.dtype)))
+  # Hessian columns by n forward passes over the whole batch: hess[..., k, j] = d c_k / d h_j.
+  n = h.shape[-1]
+  zt = jnp.zeros_like(t)
+  cols = [jax.jvp(grad_fn, (h, t), (jnp.broadcast_to(jnp.eye(n, dtype=h.dtype)[j], h.shape),
+                                   zt))[1] for j in range(n)]
+  hess = jnp.stack(cols, axis=-1)
+  # hess[..., k, j] = d c_k / d h_j
+  hkk = jnp.diagonal(hess, axis1=-2, axis2=-1)
+  sym = 0.5 * (hkk[..., None, :] + hkk[..., :, None] - hess - jnp.swapaxes(hess, -1, -2))
+  dlam = lam[..., None, :] - lam[..., :, None]            # [j, k] = lam_k - lam_j
+  dcjk = (c[..., None, :] - c[..., :, None]).astype(cdt)   # [j, k] = c_k - c_j
+  mid = 0.5 * (lam[..., None, :] + lam[..., :, None])
+  thr = nx.eps(h.dtype) ** (1.0 / 3.0)
+  near = jnp.abs(dlam) < thr
+  quot = jnp.where(near, sym.astype(cdt) / (1j * jnp.where(near, mid, 1.0)),
+                   dcjk / jnp.where(near, 1.0, dlam))
+  eye = jnp.eye(h.shape[-1], dtype=bool)
+  off = jnp.where(eye, 0.0, 1j * b * quot)
+  inner = off + jnp.where(eye, 1.0, 0.0) * (1j * dc.astype(cdt))[..., None, :]
+  a = _conj_diag(q, (1j * c).astype(cdt))
+  return a, _mm(q, _mm(inner, _dag(q)))
 
 
 def _chunked(f, args, chunk):
