@@ -1,6 +1,7 @@
 """Heat-kernel speed and the error of the approximations prior codebases use.
 
     python benchmarks/heat_kernel.py [--batch 65536] [--skip-speed] [--skip-error]
+                                     [--specs sphere(2),su(3)]
 
 Speed (float32, jit, batch 65,536, t log-uniform in [1e-3, 2]): points/s for
 log p + score and for exact sampling, and their cost relative to one `exp` on the
@@ -44,11 +45,11 @@ def _inputs(M, batch, key):
   return x, v, y, t
 
 
-def speed(batch):
+def speed(batch, specs=SPECS):
   print(f"\n## speed: device {device_name()}, batch {batch}, float32")
   print("| manifold | exp Mpts/s | log p + score Mpts/s | (x exp) | sample Mpts/s | (x exp) |")
   print("| --- | --- | --- | --- | --- | --- |")
-  for spec in SPECS:
+  for spec in specs:
     M = from_spec(spec)
     x, v, y, t = _inputs(M, batch, jax.random.PRNGKey(0))
     t_exp = throughput(jax.jit(M.exp), x, v)
@@ -102,9 +103,12 @@ def main():
   ap.add_argument("--batch", type=int, default=65536)
   ap.add_argument("--skip-speed", action="store_true")
   ap.add_argument("--skip-error", action="store_true")
+  ap.add_argument("--specs", default=",".join(SPECS),
+                  help="comma-separated manifold specs for the speed table")
   args = ap.parse_args()
   if not args.skip_speed:
-    speed(args.batch)
+    speed(args.batch, [s.strip() for s in args.specs.split(";" if ";" in args.specs else ",")
+                       if s.strip()])
   if not args.skip_error:
     errors()
 
