@@ -15,9 +15,10 @@ import importlib
 # name -> module path.  A family is listed here once its module exists.
 _FAMILIES = {
     "diffusion": "geogen.models.diffusion",
+    "flow_matching": "geogen.models.flow_matching",
 }
 # Families of the design that are not written yet (clear message instead of ImportError).
-_PLANNED = ("flow_matching", "injective_flow", "gflownet")
+_PLANNED = ("injective_flow", "gflownet")
 
 
 def families() -> tuple:
