@@ -37,7 +37,8 @@ def main(argv) -> int:
   results = training.train_and_evaluate(config, flags["workdir"])
   if parallel.is_main_process():
     keys = ("val_nll", "test_nll", "test_nll_stderr", "kl", "nfe", "steps_per_sec",
-            "wall_time_s", "val_loss", "test_loss")
+            "wall_time_s", "val_loss", "test_loss", "log_z_elbo", "log_z_iw", "eubo", "ess",
+            "log_z")
     print(json.dumps({k: results[k] for k in keys if results.get(k) is not None}, indent=2))
   return 0
 

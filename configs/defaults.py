@@ -12,7 +12,7 @@ Unknown keys (in a config file or on the command line) fail with the list of val
 import ml_collections
 
 from geogen import likelihood, nets
-from geogen.models import diffusion, flow_matching
+from geogen.models import diffusion, flow_matching, gflownet
 
 
 def get_default_config() -> ml_collections.ConfigDict:
@@ -57,6 +57,7 @@ def get_default_config() -> ml_collections.ConfigDict:
   config.net = nets.default_config()
   config.diffusion = diffusion.default_config()
   config.flow_matching = flow_matching.default_config()
+  config.gflownet = gflownet.default_config()
 
   # ---------------------------------------------------------------- evaluation
   config.eval = likelihood.default_config()

@@ -335,15 +335,23 @@ def make_plots(config, b: dict, state, workdir: str) -> list:
   ec = config.eval
   key = jax.random.fold_in(b["eval_key"], 3)
   samples = training.sample_points(b, state, key, int(ec.num_plot_samples), int(ec.batch_size))
-  data = b["dataset"].test if len(b["dataset"].test) >= 500 else b["dataset"].train
-  data = training.subset(data, int(ec.num_plot_samples))
-  log_prob_fn = None
+  log_prob_fn, note = None, ""
+  if b["dataset"] is None:  # data-less family (gflownet): exact target samples, log-density
+    data, log_prob_fn = b["family"].plot_reference(training.ema_model(b, state),
+                                                   jax.random.fold_in(b["eval_key"], 5),
+                                                   int(ec.num_plot_samples))
+    if data is None:  # no exact target sampler: the 'data' panels repeat the model (titled)
+      data, note = samples, " (no exact target samples: data panels = model)"
+  else:
+    data = b["dataset"].test if len(b["dataset"].test) >= 500 else b["dataset"].train
+    data = training.subset(data, int(ec.num_plot_samples))
   if training.has_log_prob(b["family"]) and int(ec.density_grid) > 0:
     model = training.ema_model(b, state)
     k = jax.random.fold_in(b["eval_key"], 4)
     log_prob_fn = lambda x: -training.nll(b, model, np.asarray(x), k,
                                           int(ec.batch_size))["per_point"]
-  title = f"{config.model} on {config.manifold}, {config.data.name}"
+  source = config.data.name if b["dataset"] is not None else f"target {config.target}"
+  title = f"{config.model} on {config.manifold}, {source}{note}"
   files = plot_points(b["manifold"], data, samples, outdir, log_prob_fn,
                       int(ec.density_grid), title)
   records = training.read_metrics(workdir)

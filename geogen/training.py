@@ -24,6 +24,15 @@ What it does (DESIGN sections 3-4):
 * workdir: config.json (at start), metrics.jsonl (one JSON object per log step), eval.json
   (end), plots/*.png.
 
+Data-less families (a module attribute ``NEEDS_DATA = False``, e.g. gflownet) load no
+dataset: each step draws its batch inside the jitted step with
+``family.make_batch(model, family_state, key, step) -> (batch, family_state, metrics)``;
+the mutable family state (``family.init_state(model, config, key)``, e.g. a replay buffer)
+lives in the train state under ``'family'``, so it is carried through the ``lax.scan``
+chunk and checkpointed with the parameters (resume stays bit-exact).  Validation and the
+final evaluation call ``family.evaluate(model, key, config, final) -> dict`` (with a
+``'metric'``, lower is better, choosing the best checkpoint); its dict goes into eval.json.
+
 Final evaluation uses the EMA parameters of the best checkpoint: val/test NLL in nats per
 point on at most ``eval.max_points`` points each (a seeded random subset), with standard
 errors and the solver's NFE; for synthetic data also the exact entropy and
@@ -117,6 +126,11 @@ def chunk_end(step: int, tc) -> int:
 
 
 # ============================================================================ model / state
+def needs_data(family) -> bool:
+  """False for families trained without a dataset (module attribute NEEDS_DATA = False)."""
+  return bool(getattr(family, "NEEDS_DATA", True))
+
+
 def split_model(model):
   """(graphdef, params, rest): trainable nnx.Param state and everything else."""
   return nnx.split(model, nnx.Param, ...)
@@ -130,7 +144,7 @@ def build(config, dataset: Optional[Dataset] = None, mesh=None, load_dataset: bo
   manifold = from_spec(config.manifold)
   from geogen.models import get_family
   family = get_family(config.model)
-  if dataset is None and load_dataset:
+  if dataset is None and load_dataset and needs_data(family):
     dataset = load_data(config, manifold)
   mesh = parallel.make_mesh() if mesh is None else mesh
   root = jax.random.PRNGKey(int(config.seed))
@@ -139,6 +153,8 @@ def build(config, dataset: Optional[Dataset] = None, mesh=None, load_dataset: bo
   tx, schedule = make_optimizer(config.train)
   state = {"params": params, "opt_state": tx.init(params),
            "ema": jax.tree_util.tree_map(jnp.array, params)}
+  if hasattr(family, "init_state"):  # mutable family state (e.g. a replay buffer)
+    state["family"] = family.init_state(model, config, jax.random.fold_in(root, 3))
   state = parallel.replicate(state, mesh)
   rest = parallel.replicate(rest, mesh)
   return dict(manifold=manifold, family=family, dataset=dataset, mesh=mesh, graphdef=graphdef,
@@ -148,21 +164,38 @@ def build(config, dataset: Optional[Dataset] = None, mesh=None, load_dataset: bo
 
 def make_chunk_fn(b: dict, tc):
   """jit-compiled (state, rest, batches (K, B, *shape), steps (K,)) -> (state, metrics)
-  running K train steps under lax.scan; metrics are (K,) arrays."""
+  running K train steps under lax.scan; metrics are (K,) arrays.  Data-less families:
+  (state, rest, steps (K,)) -> (state, metrics), the batches drawn by the family."""
   family, graphdef, tx, schedule = b["family"], b["graphdef"], b["tx"], b["schedule"]
   train_key, decay = b["train_key"], float(tc.ema_decay)
+  with_data, mesh = needs_data(family), b["mesh"]
 
   def loss_fn(params, rest, batch, key):
     model = nnx.merge(graphdef, params, rest)
     value, metrics = family.loss(model, batch, key)
     return value, metrics
 
+  def draw_batch(state, rest, key, step):
+    """The family's own batch (no gradient flows through it), sharded on its batch axis."""
+    model = nnx.merge(graphdef, state["params"], rest)
+    batch, fstate, metrics = family.make_batch(model, state.get("family"), key, step)
+    if jax.process_count() == 1:
+      batch = jax.tree_util.tree_map(
+          lambda a: jax.lax.with_sharding_constraint(a, parallel.batch_sharding(mesh, 0))
+          if jnp.ndim(a) and a.shape[0] % mesh.size == 0 else a, batch)
+    return batch, fstate, metrics
+
   def one_step(carry, inp):
     state, rest = carry
-    batch, step = inp
+    batch, step = inp if with_data else (None, inp)
     key = jax.random.fold_in(train_key, step)
+    extra, fstate = {}, state.get("family")
+    if not with_data:
+      batch, fstate, extra = draw_batch(state, rest, jax.random.fold_in(key, 1), step)
+      key = jax.random.fold_in(key, 0)
     (value, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], rest, batch, key)
+    metrics = {**extra, **metrics}
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     d = ema_decay(step, decay)
@@ -172,14 +205,23 @@ def make_chunk_fn(b: dict, tc):
            if jnp.ndim(v) == 0}
     out.update(loss=jnp.asarray(value, jnp.float32), grad_norm=optax.tree.norm(grads),
                lr=schedule(step))
-    return ({"params": params, "opt_state": opt_state, "ema": ema}, rest), out
+    new = {"params": params, "opt_state": opt_state, "ema": ema}
+    if "family" in state:
+      new["family"] = fstate
+    return (new, rest), out
 
   def chunk(state, rest, batches, steps):
     (state, _), metrics = jax.lax.scan(one_step, (state, rest), (batches, steps))
     return state, metrics
 
-  mesh = b["mesh"]
+  def chunk_no_data(state, rest, steps):
+    (state, _), metrics = jax.lax.scan(one_step, (state, rest), steps)
+    return state, metrics
+
   repl, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh, 1)
+  if not with_data:
+    return jax.jit(chunk_no_data, in_shardings=(repl, repl, repl),
+                   out_shardings=(repl, repl), donate_argnums=(0,))
   return jax.jit(chunk, in_shardings=(repl, repl, bsh, repl), out_shardings=(repl, repl),
                  donate_argnums=(0,))
 
@@ -261,8 +303,12 @@ def mean_loss(b: dict, params, points: np.ndarray, key, batch_size: int) -> floa
 
 
 def validation_metric(b: dict, config, state) -> dict:
-  """{'val_nll' or 'val_loss': value, 'metric': value, ...} with the EMA parameters."""
+  """{'val_nll' or 'val_loss': value, 'metric': value, ...} with the EMA parameters
+  (data-less families: their own `evaluate(..., final=False)` dict with a 'metric')."""
   model = ema_model(b, state)
+  if not needs_data(b["family"]):
+    return dict(b["family"].evaluate(model, jax.random.fold_in(b["eval_key"], 0), config,
+                                     final=False))
   pts = subset(b["dataset"].val, int(config.eval.max_points))
   key = jax.random.fold_in(b["eval_key"], 0)  # same key at every eval: comparable values
   if has_log_prob(b["family"]):
@@ -274,8 +320,14 @@ def validation_metric(b: dict, config, state) -> dict:
 
 
 def final_evaluation(b: dict, config, state, val: Optional[dict] = None) -> dict:
-  """val / test NLL (EMA parameters of `state`), plus entropy / KL for synthetic data."""
+  """val / test NLL (EMA parameters of `state`), plus entropy / KL for synthetic data;
+  data-less families: their own `evaluate(..., final=True)` dict."""
   model = ema_model(b, state)
+  if not needs_data(b["family"]):
+    out = dict(b["family"].evaluate(model, jax.random.fold_in(b["eval_key"], 1), config,
+                                    final=True))
+    out["val_metric"] = out.pop("metric", None)
+    return out
   ds, ec = b["dataset"], config.eval
   out = {}
   if has_log_prob(b["family"]):
@@ -425,8 +477,10 @@ def train(config, workdir: str, mesh=None) -> dict:
     truncate_metrics(metrics_path, step)
   writer = MetricsWriter(metrics_path, main)
   chunk_fn = make_chunk_fn(b, tc)
-  order = BatchOrder(b["dataset"].train.shape[0], int(tc.batch_size), int(config.seed))
-  train_np = b["dataset"].train
+  with_data = needs_data(b["family"])
+  if with_data:
+    order = BatchOrder(b["dataset"].train.shape[0], int(tc.batch_size), int(config.seed))
+    train_np = b["dataset"].train
   num_steps = int(tc.num_steps)
   bar = _progress_bar(config, step, main)
   t_train, steps_timed, first = 0.0, 0, True
@@ -437,9 +491,13 @@ def train(config, workdir: str, mesh=None) -> dict:
       end = chunk_end(step, tc)
       k = end - step
       t0 = time.time()
-      batches = parallel.shard_batch(train_np[order.indices(step, k)], b["mesh"], batch_axis=1)
       steps = parallel.replicate(jnp.arange(step, end, dtype=jnp.int32), b["mesh"])
-      state, metrics = chunk_fn(state, b["rest"], batches, steps)
+      if with_data:
+        batches = parallel.shard_batch(train_np[order.indices(step, k)], b["mesh"],
+                                       batch_axis=1)
+        state, metrics = chunk_fn(state, b["rest"], batches, steps)
+      else:
+        state, metrics = chunk_fn(state, b["rest"], steps)
       metrics = jax.device_get(metrics)
       t1 = time.time()
       dt = t1 - t0
@@ -513,7 +571,8 @@ def train_and_evaluate(config, workdir: str, mesh=None) -> dict:
       steps_per_sec=r["steps_per_sec"], train_time_s=r["train_time_s"],
       wall_time_s=time.time() - t_start, num_devices=int(b["mesh"].size),
       platform=jax.devices()[0].platform, manifold=config.manifold, model=config.model,
-      data=config.data.name, num_params=int(sum(np.size(x) for x in
+      data=config.data.name if needs_data(b["family"]) else None,
+      target=config.target or None, num_params=int(sum(np.size(x) for x in
                                                 jax.tree_util.tree_leaves(state["params"]))))
   plot_files = []
   if main and int(config.eval.num_plot_samples) > 0:

@@ -162,7 +162,7 @@ def test_family_registry_and_frozen_config():
   with pytest.raises(ValueError, match="available families: diffusion"):
     get_family("vae")
   with pytest.raises(ValueError, match="not implemented yet"):
-    get_family("gflownet")
+    get_family("injective_flow")
   a, b = FrozenConfig(D.default_config()), FrozenConfig(D.default_config())
   assert a == b and hash(a) == hash(b) and a.beta_max == 20.0
   with pytest.raises(AttributeError, match="keys"):

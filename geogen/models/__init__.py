@@ -16,9 +16,10 @@ import importlib
 _FAMILIES = {
     "diffusion": "geogen.models.diffusion",
     "flow_matching": "geogen.models.flow_matching",
+    "gflownet": "geogen.models.gflownet",
 }
 # Families of the design that are not written yet (clear message instead of ImportError).
-_PLANNED = ("injective_flow", "gflownet")
+_PLANNED = ("injective_flow",)
 
 
 def families() -> tuple:
