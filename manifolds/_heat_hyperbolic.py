@@ -43,6 +43,16 @@ Scores: d/du log p^(n) = -2 pi e^{nt/2} p^(n+2) / p^(n), so the Riemannian score
 c(rho, t) log_y(x) with c = sinhc(rho) * Q_{m+1}/Q_m (odd) or sinhc(rho) * I_{m+2}/I_{m+1}
 (even, I_k the integrals above, computed on the same nodes): finite at rho = 0.
 
+H^2, t <= T_GH = 4: Gauss-Hermite (`_h2_log_kernel_gh`).  With r^2 = rho^2 + 2 t z^2,
+McKean's integral is 2 e^{-rho^2/2t} int_0^inf e^{-z^2} (t z / sigma) dz, sigma^2 =
+cosh r - cosh rho: the Gaussian is the Hermite weight exactly and t z / sigma is even and
+analytic in z with its nearest singularity at z = i pi sqrt(2/t), so a fixed rule converges
+geometrically (6 / 12 nodes in float32 / float64, one expm1 and one sqrt per node).  The score
+differentiates at fixed z: c = 1/t + <R>/2 with R = (sinhc r - sinhc rho)/(cosh r - cosh rho)
+averaged under the same weights (same singularities, so the same accuracy).  The rows with
+t > T_GH (and every even n >= 4) use the quadrature below, gathered so that its cost is in
+proportion to those rows (`_with_slow_rows`).
+
 Even-n quadrature.  In the variable sigma the integrand is smooth (no 1/sqrt singularity, for
 every rho, including rho -> 0) and near sigma = 0 behaves like exp(-kappa sigma^2),
 kappa = Q_{m+2}/Q_{m+1} at rho (the u-log-derivative).  We scale zeta = sigma e^{-rho/2}
@@ -55,14 +65,20 @@ exp(-(r^2 - rho^2)/2t), capped by the exponential decay exp(-(m + 1/2)(r - rho))
 r - rho is computed from zeta without cancellation (see `_expm1_tau_from_zeta`).  The
 integrand is evaluated as a ratio Q(r)/Q(rho) (one exp per node, no logs).
 
-Sampling (`sample_radius`): rejection from a Gaussian envelope, exact; see its docstring.
+Sampling (`sample_radius`), exact: n = 3, rho = |N(t e_1, t I_3)|; n = 2, McKean's formula read
+as a mixture over that law (`_sample_radius_h2`, no rejection); other n: rejection from a
+Gaussian envelope (see its docstring).
 
 Measured accuracy (benchmarks/hyperbolic_accuracy.py: mpmath at dps 30, t in [1e-4, 20],
 ~95 points per n from rho = 0 to where log p ~ -400, the switches on both sides; log p error
 relative to max(1, |log p|), score error relative, on the coefficient c):
   odd n = 3, 5, 7:        float64 log p <= 1.2e-15, score <= 5e-14;
                           float32 log p <= 3.3e-7,  score <= 1.9e-5;
-  even n = 2, 4, 10, 16:  float64 log p <= 4e-11,   score <= 1.2e-9;
+  n = 2:                  float64 log p <= 1.2e-11, score <= 8.7e-10;
+                          float32 log p <= 2.8e-7,  score <= 2.3e-5
+                          (Gauss-Hermite route alone, t <= 4: 1.2e-11 / 7.6e-10 and
+                          1.4e-7 / 1.9e-6);
+  even n = 4, 10, 16:     float64 log p <= 4e-11,   score <= 1.2e-9;
                           float32 log p <= 3.9e-6,  score <= 2.3e-5.
 Beyond the target range (t = 100, 150, n = 2): float64 log p <= 2e-9, score <= 2e-7; float32
 score <= 2.2e-4.  float32 inputs are rounded: a rho error eps rho moves log p by ~rho^2 eps/t.
@@ -169,7 +185,7 @@ def _h_series(r, num: int):
   for j in range(num):
     acc = jnp.full_like(r, coef[j, -1])
     for k in range(coef.shape[1] - 2, -1, -1):
-      acc = acc * r2 + coef[j, k]
+      acc = acc * r2 + float(coef[j, k])  # (a Python float keeps the dtype of r)
     out.append(acc)
   return out
 
@@ -335,9 +351,9 @@ def even_limits(rho, t, n: int):
   return out[5], out[6]
 
 
-def even_log_kernel(rho, t, n: int, with_score: bool = False):
-  """log p^(n)_t(rho) for even n >= 2 by quadrature (see module docstring); with_score:
-  also c (score = c log_y x)."""
+def _even_log_kernel_quad(rho, t, n: int, with_score: bool = False):
+  """log p^(n)_t(rho) for even n >= 2 by the sinh-mapped Gauss-Legendre quadrature (any t;
+  H^2 uses it for t > T_GH, even n >= 4 always); with_score: also c (score = c log_y x)."""
   dtype = rho.dtype
   m = (n - 2) // 2
   mq = m + 1  # index of Q in the integrand of p^(n); mq + 1 for p^(n+2) (the score)
@@ -372,6 +388,165 @@ def even_log_kernel(rho, t, n: int, with_score: bool = False):
     return logp
   s_b = jnp.sum(base * g_ratio * zr[mq + 1] / (1.0 + e1), axis=-1) / z0[mq + 1]
   return logp, jnp.exp(nx.log_sinhc(rho * rho) + log_kappa + jnp.log(s_b / s_a))
+
+
+# --------------------------------------------------------------------------- H^2, t <= T_GH
+def _gh_params(dtype):
+  """(Gauss-Hermite points on the whole line, largest t T_GH of the route).  The error of
+  the rule is set by the nearest singularity of the integrand, z = i pi sqrt(2/t) (rho = 0;
+  farther for rho > 0).  Measured against mpmath at t = 4 (the worst t): log p 7e-8, score
+  coefficient 2e-6 (12 points); 1e-11 and 8e-10 (24 points); at t = 1: 2e-12 / 1e-11 with
+  12 points already."""
+  return (24 if _is64(dtype) else 12), 4.0
+
+
+@functools.lru_cache(maxsize=None)
+def _gauss_hermite_half(num: int):
+  """Positive Gauss-Hermite nodes and weights: int_0^inf e^{-z^2} f(z) dz = sum w f(z) for
+  even f (exact for even polynomials of degree < 2 num)."""
+  z, w = np.polynomial.hermite.hermgauss(num)
+  return z[num // 2:], w[num // 2:]
+
+
+def _series_terms(dtype) -> int:
+  # x, y <= 4: the k-th term is <= k 4^(k-1) / (2k)!, below eps at k = 12 / 8.
+  return 12 if _is64(dtype) else 8
+
+
+def _slope_ratio_series(x, y, terms: int):
+  """(sinhc(r) - sinhc(rho)) / (cosh r - cosh rho) from divided differences of the power
+  series in x = r^2, y = rho^2 (both <= 4): sum_k h_{k-1}(x, y) / (2k+1)! over the same sum
+  with 1 / (2k)!, h_j = sum_i x^i y^(j-i) (no cancellation: all terms positive)."""
+  h, ypow = jnp.ones_like(x), jnp.ones_like(y)
+  num, den = 0.0, 0.0
+  for k in range(1, terms + 1):
+    if k > 1:
+      ypow = ypow * y
+      h = x * h + ypow
+    num = num + h * (1.0 / math.factorial(2 * k + 1))
+    den = den + h * (1.0 / math.factorial(2 * k))
+  return num / den
+
+
+_R_SERIES = 2.0  # r below: series in r^2, rho^2; above: the closed form (see _gh_nodes)
+
+
+def _gh_nodes(rho, t, with_slope: bool):
+  """Per-node quantities of the H^2 Gauss-Hermite route (r^2 = rho^2 + 2 t z^2, see
+  `_h2_log_kernel_gh`), each of shape rho.shape + (nodes,):
+
+  wg = w_k g_k with g = e^{(rho - r)/2} z / sqrt((1 - e^{-(r - rho)}) (1 - e^{-(r + rho)})),
+  so that t z / sigma = sqrt(2) t e^{-rho/2} g (sigma^2 = cosh r - cosh rho); with_slope also
+  R = (sinhc r - sinhc rho) / (cosh r - cosh rho).  Every difference is formed without
+  cancellation from delta = r - rho = 2 t z^2 / (r + rho) and one expm1 per node.
+  """
+  dtype = rho.dtype
+  zk, wk = (jnp.asarray(v, dtype) for v in _gauss_hermite_half(_gh_params(dtype)[0]))
+  ex = lambda a: a[..., None]
+  s = 2.0 * ex(t) * zk * zk
+  r = jnp.sqrt(ex(rho * rho) + s)
+  delta = s / (r + ex(rho))
+  em = jnp.expm1(-0.5 * delta)            # e^{-delta/2} - 1
+  e1 = -em * (2.0 + em)                   # 1 - e^{-delta}
+  a = ex(-jnp.expm1(-2.0 * rho))          # 1 - e^{-2 rho}
+  b = a + (1.0 - a) * e1                  # 1 - e^{-(r + rho)} = 1 - e^{-2 rho} e^{-delta}
+  wg = wk * (1.0 + em) * zk / jnp.sqrt(e1 * b)
+  if not with_slope:
+    return wg, None
+  # rho sinh r - r sinh rho = (e^r / 2) (rho (2 - B) E1 - delta e^{-delta} A), cosh r - cosh rho
+  # = (e^r / 2) E1 B, A / rho = 2 g(rho): cancellation at most ~10x once rho >= 1 or r >= 2.
+  closed = (((2.0 - b) * e1 - 2.0 * delta * (1.0 + em) ** 2 * ex(_g(rho)))
+            / (r * e1 * b))
+  use_series = (r < _R_SERIES) & ex(rho < 1.0)
+  x = jnp.where(use_series, r * r, 1.0)
+  y = jnp.where(use_series, ex(rho * rho), 0.0)
+  series = _slope_ratio_series(x, y, _series_terms(dtype))
+  return wg, jnp.where(use_series, series, closed)
+
+
+def _h2_log_kernel_gh(rho, t, with_score: bool = False):
+  """log p^(2)_t(rho) for t <= T_GH by Gauss-Hermite quadrature; with_score: also c.
+
+  McKean: p = sqrt(2) e^{-t/8} (2 pi t)^{-3/2} int_rho^inf r e^{-r^2/2t} / sigma dr,
+  sigma^2 = cosh r - cosh rho.  With r^2 = rho^2 + 2 t z^2 (r dr = 2 t z dz):
+  int = 2 e^{-rho^2/2t} int_0^inf e^{-z^2} (t z / sigma) dz.  The Gaussian is the Hermite
+  weight exactly and t z / sigma is even and analytic in z (cosh r is entire in r^2; no
+  1/sqrt singularity, for every rho including 0), with its nearest singularity at
+  z = i pi sqrt(2/t) (rho = 0; farther for rho > 0): a fixed rule converges geometrically.
+  Score: differentiating at fixed z, d sigma^2 / d rho = rho (sinhc r - sinhc rho), so
+  c = -(d log p / d rho) / rho = 1/t + <R> / 2, the mean of R (`_gh_nodes`) under the same
+  weights: the same singularities as the density, hence the same accuracy, and no division
+  by rho.
+  """
+  dtype = rho.dtype
+  rho, t = jnp.broadcast_arrays(rho, jnp.asarray(t, dtype))
+  # The log p ops are the same with and without the score, so XLA merges them when one
+  # program asks for both (log_heat_kernel and heat_kernel_score).
+  wg, ratio = _gh_nodes(rho, t, with_score)
+  s_a = jnp.sum(wg, axis=-1)
+  logp = (2.0 * math.log(2.0) - 1.5 * LOG_2PI - t / 8.0 - 0.5 * jnp.log(t)
+          - rho * rho / (2.0 * t) - 0.5 * rho + jnp.log(s_a))
+  if not with_score:
+    return logp
+  return logp, 1.0 / t + 0.5 * jnp.sum(wg * ratio, axis=-1) / s_a
+
+
+# --------------------------------------------------------------------------- row routing
+_SLOW_CHUNK = 1024
+
+
+def _with_slow_rows(out, slow_fn, need, args):
+  """out (tuple of (B,) arrays) with the rows flagged in need (B,) replaced by slow_fn(*args)
+  on those rows.  The flagged rows are gathered to the front and evaluated in chunks of
+  _SLOW_CHUNK, a chunk only if it holds flagged rows (lax.cond in a static scan), so the
+  slow route costs in proportion to its rows.  Differentiable (scan, cond, gather, scatter)."""
+  bsz = need.shape[0]
+  if bsz == 0:
+    return tuple(out)
+  c = min(_SLOW_CHUNK, bsz)
+  nch = -(-bsz // c)
+  idx = jnp.nonzero(need, size=nch * c, fill_value=bsz)[0]
+  count = jnp.sum(need)
+
+  def body(acc, k):
+    ids = jax.lax.dynamic_slice(idx, (k * c,), (c,))
+    safe = jnp.minimum(ids, bsz - 1)   # padding entries evaluate a real row, then are dropped
+
+    def run(acc):
+      vals = slow_fn(*(a[safe] for a in args))
+      return tuple(o.at[ids].set(v, mode="drop") for o, v in zip(acc, vals))
+
+    return jax.lax.cond(k * c < count, run, lambda acc: acc, acc), None
+
+  out, _ = jax.lax.scan(body, tuple(out), jnp.arange(nch))
+  return out
+
+
+def even_log_kernel(rho, t, n: int, with_score: bool = False):
+  """log p^(n)_t(rho) for even n >= 2; with_score: also c (score = c log_y x).
+
+  n = 2: Gauss-Hermite for t <= T_GH, the sinh-mapped quadrature on the other rows only.
+  n >= 4: the sinh-mapped quadrature (the Gauss-Hermite form of its integrand Q_{n/2} has
+  poles at r = i pi, twice as close as those of H^2's, so it would need many more nodes).
+  """
+  dtype = rho.dtype
+  if n != 2:
+    return _even_log_kernel_quad(rho, t, n, with_score)
+  rho, t = jnp.broadcast_arrays(rho, jnp.asarray(t, dtype))
+  shape = rho.shape
+  rho, t = rho.reshape(-1), t.reshape(-1)
+  t_gh = _gh_params(dtype)[1]
+  slow = t > t_gh
+  fast = _h2_log_kernel_gh(rho, jnp.where(slow, t_gh, t), with_score)
+  fast = fast if with_score else (fast,)
+  out = _with_slow_rows(fast, lambda r, tt: _as_tuple(_even_log_kernel_quad(r, tt, n, with_score)),
+                        slow, (rho, t))
+  out = tuple(o.reshape(shape) for o in out)
+  return out if with_score else out[0]
+
+
+def _as_tuple(a):
+  return a if isinstance(a, tuple) else (a,)
 
 
 def log_kernel(rho, t, n: int, with_score: bool = False):
@@ -413,8 +588,51 @@ _BUFFER_DIV = 16
 _MIN_BUFFER = 256
 
 
+def _noncentral_chi3(key, mean, t):
+  """|X| for X ~ N(mean e_1, t I_3); mean, t of shape (B,) -> (B,)."""
+  z = jax.random.normal(key, (3,) + t.shape, t.dtype)
+  a = mean + jnp.sqrt(t) * z[0]
+  return jnp.sqrt(a * a + t * (z[1] * z[1] + z[2] * z[2]))
+
+
+def _asinh_a_sinh(a, h):
+  """asinh(a sinh h) for a in (0, 1], h >= 0, without overflow of sinh h."""
+  tiny = jnp.finfo(h.dtype).tiny
+  # log(a sinh h) = log a + h + log(1 - e^{-2h}) - log 2
+  log_y = jnp.log(a) + h + jnp.log(jnp.maximum(-jnp.expm1(-2.0 * h), tiny)) - math.log(2.0)
+  big = log_y > 0.0
+  # y <= 1 needs h <= log(2 / a) + 1, small (a >= ~1e-4 in float32, ~1e-8 in float64)
+  direct = jnp.arcsinh(a * jnp.sinh(jnp.where(big, 0.0, h)))
+  ly = jnp.where(big, log_y, 0.0)
+  # asinh y = log y + log(1 + sqrt(1 + y^-2))
+  far = ly + jnp.log1p(jnp.sqrt(1.0 + jnp.exp(-2.0 * ly)))
+  return jnp.where(big, far, direct)
+
+
+def _sample_radius_h2(key, t):
+  """Exact radius on H^2 from McKean's integral read as a mixture (no rejection).
+
+  With f_n the law of rho on H^n, McKean's formula is f_2(rho) = int_rho^inf g(r) k(rho | r) dr,
+  g(r) = e^{3t/8} f_3(r) sech(r/2) and k(rho | r) = sinh rho cosh(r/2) /
+  (sqrt(2) sinh r sqrt(cosh r - cosh rho)) a probability density on [0, r] (its integral is
+  sqrt(2) sqrt(cosh r - 1) cosh(r/2) / sinh r = 1).  g is proportional to
+  r sinh r sech(r/2) e^{-r^2/2t} = 2 r sinh(r/2) e^{-r^2/2t}, the law of |X| for
+  X ~ N((t/2) e_1, t I_3) (the noncentral chi density r (e^{-(r-m)^2/2t} - e^{-(r+m)^2/2t}),
+  m = t/2); and k has CDF 1 - sqrt((cosh r - cosh rho) / (cosh r - 1)), inverted by
+  sinh(rho/2) = sqrt(1 - V^2) sinh(r/2), V uniform.  (B,) -> (B,).
+  """
+  k1, k2 = jax.random.split(key)
+  r = _noncentral_chi3(k1, 0.5 * t, t)
+  v = jax.random.uniform(k2, t.shape, t.dtype)
+  return 2.0 * _asinh_a_sinh(jnp.sqrt((1.0 - v) * (1.0 + v)), 0.5 * r)
+
+
 def sample_radius(key, t, n: int):
   """Exact draw of rho = d(x, Y), Y ~ p_t(x, .), for a flat array t of shape (B,).
+
+  n = 3: rho = |X|, X ~ N(t e_1, t I_3) (f_3(rho) is proportional to
+  rho sinh(rho) e^{-rho^2/2t}, the noncentral chi density with mean length t).  n = 2: a
+  mixture over that law (`_sample_radius_h2`).  Other n: rejection sampling, below.
 
   Rejection sampling.  log f is strongly concave: d^2 log f / d rho^2 <= -1/t (verified
   numerically for n <= 25, t in [1e-4, 100] on dense grids; exact for n = 3 where
@@ -424,6 +642,10 @@ def sample_radius(key, t, n: int):
   the acceptance rate is >= 0.66 for every n and t (-> 1 for large t).  Rounds repeat until
   every element has accepted (lax.while_loop), so the draw is exact, not truncated.
   """
+  if n == 2:
+    return _sample_radius_h2(key, t)
+  if n == 3:
+    return _noncentral_chi3(key, t, t)
   dtype = t.dtype
   (num,) = t.shape
   a = _radial_mode_guess(t, n)

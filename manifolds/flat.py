@@ -79,12 +79,98 @@ def wrap(a):
   return jnp.mod(a + math.pi, _TWO_PI) - math.pi
 
 
-# Regime switch of the circle heat kernel: images (wrapped normal) below, Fourier above.
-# Images k in [-3, 3] are exact to eps for t < 2 ((5 pi)^2 / 4 > 60); Fourier terms
-# k <= 8 are exact to eps for t >= 2 (exp(-81) ~ 1e-35).
+# Circle heat kernel p_t(theta) = sum_k (2 pi t)^{-1/2} exp(-(theta + 2 pi k)^2 / 2t).
+# Images below T_SWITCH, Fourier series at and above; the number of terms of each is the
+# smallest that is exact to the dtype's eps on its side of the switch (`_circle_counts`).
 _CIRCLE_T_SWITCH = 2.0
-_CIRCLE_IMAGES = 3
-_CIRCLE_FOURIER = 8
+_CIRCLE_GROUP = 16  # per-angle factors multiplied before one log (in [0.3, 2.1]: no overflow)
+
+
+def _circle_counts(dtype):
+  """(J, K, F): images k = -J..K, Fourier terms 1..F, for theta in [-pi, pi) (|theta| = phi).
+
+  Image k relative to k = 0 is T_k = exp(-2 pi k (phi + pi k) / t) <= c^{k^2} (k > 0) and
+  <= c^{j (j - 1)} (k = -j < 0), c = exp(-2 pi^2 / t) <= exp(-2 pi^2 / T_SWITCH) below the
+  switch, against a sum >= 1; Fourier term k is exp(-k^2 t / 2) <= exp(-k^2 T_SWITCH / 2)
+  against 2 pi p >= 0.3 above it.  Keep every term above exp(-L), L = log(1/eps) + 2.
+  """
+  big_l = -math.log(nx.eps(dtype)) + 2.0
+  a = 2.0 * math.pi**2 / _CIRCLE_T_SWITCH
+  neg = max(j for j in range(1, 50) if j * (j - 1) * a <= big_l)
+  pos = max([0] + [k for k in range(1, 50) if k * k * a <= big_l])
+  four = max(k for k in range(1, 50) if k * k * _CIRCLE_T_SWITCH / 2.0 <= big_l)
+  return neg, pos, four
+
+
+def _circle_images(theta, t, with_slope: bool):
+  """Images sum for t < T_SWITCH as (b, v[, s]): log p = b + log v, d log p / d theta = s.
+
+  With phi = |theta| <= pi, E = exp(-2 pi (pi - phi) / t) in [c, 1] (one exp per angle) and
+  c = exp(-2 pi^2 / t): T_{-j} = c^{j (j-1)} E^j, T_k = c^{k (k+1)} / E^k = c^{k^2} (c / E)^k, so v = sum T in
+  [1, 2 + ...] needs only products, and d T_k / d phi = -(2 pi k / t) T_k.
+  theta in [-pi, pi), t broadcastable -> each of the broadcast shape.
+  """
+  neg, pos, _ = _circle_counts(theta.dtype)
+  phi = jnp.abs(theta)
+  e = jnp.exp((-_TWO_PI / t) * (math.pi - phi))
+  c = jnp.exp((-_TWO_PI * math.pi) / t)
+  c2 = c * c
+  v, s1 = 1.0 + e, -e          # s1 = sum_k k T_k
+  term, cpow = e, c2           # T_{-j}, c^{2j}
+  for j in range(2, neg + 1):
+    term = term * cpow * e
+    cpow = cpow * c2
+    v, s1 = v + term, s1 - j * term
+  if pos:
+    # T_k = c^{k^2} r^k with r = c / E = exp(-2 pi phi / t) <= 1: products of numbers <= 1
+    # only.  (Dividing by E instead gives 0 * inf = NaN in the autodiff gradient once c
+    # underflows in float32.)
+    r = jnp.exp((-_TWO_PI / t) * phi)
+    term, cpow = c * r, c2 * c   # T_1, c^3
+    v, s1 = v + term, s1 + term
+    for k in range(2, pos + 1):
+      term = term * cpow * r     # c^{k^2} r^k = T_{k-1} c^{2k-1} r
+      cpow = cpow * c2
+      v, s1 = v + term, s1 + k * term
+  b = -theta * theta / (2.0 * t) - 0.5 * jnp.log(_TWO_PI * t)
+  if not with_slope:
+    return b, v
+  sgn = jnp.where(theta < 0, -1.0, 1.0).astype(theta.dtype)
+  return b, v, -theta / t - sgn * (_TWO_PI / t) * s1 / v
+
+
+def _circle_fourier(theta, t, with_slope: bool):
+  """Fourier series for t >= T_SWITCH as (b, v[, s]) (see `_circle_images`):
+  2 pi p = 1 + 2 sum_k q_k cos(k theta), q_k = exp(-k^2 t / 2); cos/sin(k theta) by the
+  Chebyshev recurrence from one cos and one sin per angle."""
+  _, _, four = _circle_counts(theta.dtype)
+  c1, s1 = jnp.cos(theta), jnp.sin(theta)
+  ck, ckm, sk, skm = c1, jnp.ones_like(c1), s1, jnp.zeros_like(s1)
+  v, dv = 1.0, 0.0
+  for k in range(1, four + 1):
+    q = 2.0 * jnp.exp(-0.5 * k * k * t)
+    v, dv = v + q * ck, dv - (k * q) * sk
+    ck, ckm = 2.0 * c1 * ck - ckm, ck
+    sk, skm = 2.0 * c1 * sk - skm, sk
+  b = jnp.full_like(v, -math.log(_TWO_PI))
+  if not with_slope:
+    return b, v
+  return b, v, dv / v
+
+
+def _circle_terms(theta, t, with_slope: bool = False):
+  """(b, v[, s]) of the circle kernel at wrapped theta (..., ) and t (broadcastable):
+  log p = b + log v, s = d log p / d theta.  The Fourier branch is only computed when some
+  t >= T_SWITCH (lax.cond; under vmap both run and the select is the same)."""
+  theta, t = jnp.broadcast_arrays(theta, jnp.asarray(t, theta.dtype))
+  small = t < _CIRCLE_T_SWITCH
+  img = _circle_images(theta, jnp.where(small, t, 1.0), with_slope)
+
+  def with_fourier(img):
+    four = _circle_fourier(theta, jnp.where(small, _CIRCLE_T_SWITCH, t), with_slope)
+    return tuple(jnp.where(small, a, b) for a, b in zip(img, four))
+
+  return jax.lax.cond(jnp.all(small), lambda img: img, with_fourier, img)
 
 
 def circle_log_heat_kernel(theta, t):
@@ -92,20 +178,20 @@ def circle_log_heat_kernel(theta, t):
 
   Exact to float eps for every t > 0: images sum for t < 2, Fourier series for t >= 2.
   """
-  theta = wrap(theta)
-  t = jnp.asarray(t, theta.dtype)
-  small = t < _CIRCLE_T_SWITCH
-  ts = jnp.where(small, t, 1.0)
-  tl = jnp.where(small, _CIRCLE_T_SWITCH, t)
-  k = jnp.arange(-_CIRCLE_IMAGES, _CIRCLE_IMAGES + 1, dtype=theta.dtype)
-  h = theta[..., None] + _TWO_PI * k
-  lp_img = jax.nn.logsumexp(-h**2 / (2.0 * ts[..., None]), axis=-1) - 0.5 * jnp.log(
-      _TWO_PI * ts)
-  kf = jnp.arange(1, _CIRCLE_FOURIER + 1, dtype=theta.dtype)
-  four = 1.0 + 2.0 * jnp.sum(
-      jnp.exp(-kf**2 * tl[..., None] / 2.0) * jnp.cos(kf * theta[..., None]), axis=-1)
-  lp_four = jnp.log(four) - math.log(_TWO_PI)
-  return jnp.where(small, lp_img, lp_four)
+  theta = wrap(jnp.asarray(theta))
+  b, v = _circle_terms(theta, t)
+  return b + jnp.log(v)
+
+
+def _sum_log_product(v):
+  """sum(log v, axis=-1) with one log per group of _CIRCLE_GROUP factors (v in [0.3, 2.1])."""
+  n = v.shape[-1]
+  groups = -(-n // _CIRCLE_GROUP)
+  pad = groups * _CIRCLE_GROUP - n
+  if pad:
+    v = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (pad,), v.dtype)], axis=-1)
+  v = v.reshape(v.shape[:-1] + (groups, _CIRCLE_GROUP))
+  return jnp.sum(jnp.log(jnp.prod(v, axis=-1)), axis=-1)
 
 
 class Torus(Manifold):
@@ -170,17 +256,15 @@ class Torus(Manifold):
     return "angles must lie in [-pi, pi)"
 
   def log_heat_kernel(self, x, y, t):
+    """Product of circle kernels: sum of the per-angle b plus one log per 16 angles."""
     t = self._real_t(t, x)
-    return jnp.sum(circle_log_heat_kernel(y - x, t[..., None]), axis=-1)
+    b, v = _circle_terms(wrap(y - x), t[..., None])
+    return jnp.sum(b, axis=-1) + _sum_log_product(v)
 
   def heat_kernel_score(self, x, y, t):
+    """Per angle d log p / d theta in closed form (same terms as the density)."""
     t = self._real_t(t, x)
-    theta = wrap(y - x)
-    shape = jnp.broadcast_shapes(theta.shape, t[..., None].shape)
-    theta = jnp.broadcast_to(theta, shape)
-    tt = jnp.broadcast_to(t[..., None], shape)
-    g = jax.grad(lambda a: jnp.sum(circle_log_heat_kernel(a, tt)))(theta)
-    return g
+    return _circle_terms(wrap(y - x), t[..., None], with_slope=True)[2]
 
   def sample_heat_kernel(self, key, x, t):
     x = jnp.asarray(x)

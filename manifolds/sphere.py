@@ -16,7 +16,9 @@ kernel have finite gradients at x = y (series branches in theta^2 and the "doubl
 
 Heat kernel: generator (1/2) Laplace-Beltrami, density w.r.t. the Riemannian volume; exact
 log-density, closed-form score and exact sampling, see `manifolds._heat_sphere` for the
-method used in each regime and its measured accuracy.
+method used in each regime and its measured accuracy.  ``log_heat_kernel`` has a custom JVP
+(gradient = the closed-form score, finite at y = x and y = -x); ``heat_kernel_score`` is the
+closed form itself, tangent at y.
 """
 from __future__ import annotations
 
@@ -190,7 +192,7 @@ class Sphere(Manifold):
   def log_heat_kernel(self, x, y, t):
     """log p_t(x, y), generator (1/2) Laplace-Beltrami, w.r.t. the Riemannian volume."""
     X, S, t = self._radial_inputs(x, y, t)
-    return self.heat.radial(X, S, t)[0]
+    return self.heat.log_prob(X, S, t)
 
   def heat_kernel_score(self, x, y, t):
     """grad_y log p_t(x, y) = (d log p / du) (x - <x, y> y), u = <x, y>  (in T_y)."""

@@ -93,6 +93,32 @@ def test_torus_score_matches_reference_gradient(f64):
       assert abs(s[i] - fd) <= 1e-5 * max(1.0, abs(fd))
 
 
+def test_torus_heat_kernel_mixed_batch_many_angles_and_score(x64):
+  """Torus(20) (two groups of factors before the log), a batch with t on both sides of the
+  images / Fourier switch (the Fourier branch runs only when some t >= 2), y = x, the cut
+  locus: log p against the mpmath images sum per angle, and the closed-form score against
+  central differences of that reference."""
+  M = Torus(20)
+  k1, k2 = jax.random.split(jax.random.PRNGKey(5))
+  x = M.random_uniform(k1, (6,))
+  y = M.random_uniform(k2, (6,))
+  y = y.at[0].set(x[0]).at[1, :4].set(wrap(x[1, :4] + math.pi))
+  t = jnp.asarray([0.01, 0.3, 1.999, 2.001, 7.0, 1e-4], x.dtype)
+  lp = np.asarray(M.log_heat_kernel(x, y, t), np.float64)
+  sc = np.asarray(M.heat_kernel_score(x, y, t), np.float64)
+  th = np.asarray(wrap(y - x), np.float64)
+  tol = 1e-10 if x64 else 2e-6
+  for i in range(6):
+    ti = float(t[i])
+    ref = sum(_circle_ref(float(a), ti) for a in th[i])
+    assert abs(lp[i] - ref) <= tol * max(1.0, abs(ref)), (i, lp[i], ref)
+    for j in range(0, 20, 7) if ti > 1e-3 else ():
+      h = 1e-6
+      fd = (_circle_ref(th[i, j] + h, ti) - _circle_ref(th[i, j] - h, ti)) / (2 * h)
+      assert abs(sc[i, j] - fd) <= (1e-6 if x64 else 1e-4) * max(1.0, abs(fd)), (i, j, sc[i, j], fd)
+  assert np.all(np.isfinite(sc)) and np.max(np.abs(sc[0])) <= 1e-9  # y = x
+
+
 def test_euclidean_heat_kernel(x64):
   M = Euclidean(3)
   x = jnp.zeros(3)
@@ -150,3 +176,18 @@ def test_check_raises_clearly():
   with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
     M.check(jnp.zeros((3, 5)))
   M.check(jnp.array([[0.0, 3.0]]))
+
+
+def test_circle_kernel_float32_gradient_finite_small_t():
+  """Autodiff gradient of the circle log-kernel in float32 at small t (where
+  c = exp(-2 pi^2 / t) underflows) is finite and equals -theta / t up to the images
+  (regression: 0 * inf = NaN from dividing by an underflowing exponential)."""
+  from manifolds.flat import circle_log_heat_kernel
+  th = jnp.asarray([0.0, 0.5, 1.0, 3.0, -3.1], jnp.float32)
+  for t in (1e-3, 0.05, 0.2):
+    g = jax.vmap(jax.grad(lambda a: circle_log_heat_kernel(a, t)))(th)
+    ref = -np.asarray(th, np.float64) / t
+    # the k = -1 image matters only near |theta| = pi: compare where it is negligible
+    far = np.abs(np.asarray(th)) < 2.0
+    assert np.all(np.isfinite(np.asarray(g)))
+    np.testing.assert_allclose(np.asarray(g)[far], ref[far], rtol=1e-5, atol=1e-5)

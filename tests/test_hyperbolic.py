@@ -438,13 +438,17 @@ def _rhos_odd(t):
   return [0.0, 1e-6, 0.3 * math.sqrt(t), math.sqrt(t), 0.74, 0.76, 1.49, 1.51, 3.0, 20.0]
 
 
-# Even n (references are quadratures, so fewer points); the quadrature's own switches (core
-# panel end min(x_core, 0.6 X), Gaussian bound vs exponential cap for the upper limit) are
-# asserted to be on both sides below.  t = 150 puts n = 2 under the cap.
+# Even n (references are quadratures, so fewer points).  n = 2: the Gauss-Hermite route for
+# t <= T_GH = 4 and the sinh-mapped quadrature above, both sides of T_GH; in the former the
+# switch of R between its series (r < 2 and rho < 1) and closed form (rho = 0.99 / 1.01, and
+# rho = 0.5, t = 1 where the nodes straddle r = 2).  The quadrature's own switches (core panel
+# end min(x_core, 0.6 X), Gaussian bound vs exponential cap for the upper limit) are asserted
+# to be on both sides below (n = 2: on its points with t > T_GH; t = 150 is under the cap).
 _EVEN = {
-    2: ([1e-4, 0.05, 0.999, 1.001, 20.0, 150.0],
-        lambda t: {1e-4: [0.0, _rho_max(2, t)], 0.05: [0.76, 1.51], 0.999: [0.74],
-                   1.001: [0.0, 3.0], 20.0: [20.0, _rho_max(2, t)], 150.0: [0.0]}[t]),
+    2: ([1e-4, 0.05, 1.0, 3.999, 4.001, 20.0, 150.0],
+        lambda t: {1e-4: [0.0, _rho_max(2, t)], 0.05: [0.99, 1.01], 1.0: [0.5],
+                   3.999: [0.0, 3.0], 4.001: [0.0, _rho_max(2, t)],
+                   20.0: [20.0, _rho_max(2, t)], 150.0: [0.0]}[t]),
     4: ([1e-3, 0.3, 20.0], lambda t: {1e-3: [1e-6, _rho_max(4, t)], 0.3: [0.74, 1.51],
                                      20.0: [3.0]}[t]),
     10: ([1e-2, 0.999, 5.0], lambda t: {1e-2: [0.0], 0.999: [1.49], 5.0: [0.5]}[t]),
@@ -482,6 +486,11 @@ def test_heat_kernel_even_against_mpmath(x64, n, x64_only):
   pts = _grid(n, *_EVEN[n])
   _check_kernel(n, pts, x64)
   if x64:
+    t_gh = hk._gh_params(jnp.float64)[1]
+    assert hk._gh_params(jnp.float32)[1] == t_gh
+    if n == 2:  # both routes; the quadrature's switches below on its own points
+      assert any(p[1] <= t_gh for p in pts) and any(p[1] > t_gh for p in pts)
+      pts = [p for p in pts if p[1] > t_gh]
     r = jnp.asarray([p[0] for p in pts])
     t = jnp.asarray([p[1] for p in pts])
     big_x, capped = hk.even_limits(r, t, n)
@@ -528,6 +537,32 @@ def test_heat_kernel_manifold_methods(f64):
     assert jax.eval_shape(M.log_heat_kernel, x, y, 0.5).shape == (4,)
     assert jax.eval_shape(M.log_heat_kernel, x, y, jnp.ones((3, 1))).shape == (3, 4)
     assert jax.eval_shape(M.heat_kernel_score, x, y, jnp.ones((3, 1))).shape == (3, 4, n + 1)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_heat_equation_divergence_of_score(f64, n):
+  """d/dt log p = (div score + |score|^2) / 2 (the heat equation for the generator Delta / 2):
+  forward-mode derivatives of `heat_kernel_score` against reverse mode of `log_heat_kernel`
+  in t, at y = x (up to 1e-9), moderate and far points; n = 2 on both sides of T_GH = 4."""
+  from geogen.likelihood import divergence
+  M = Hyperbolic(n)
+  o = M.origin((3,))
+  x = M.exp(o, 0.7 * M.random_normal_tangent(jax.random.PRNGKey(30), o))
+  v = M.random_normal_tangent(jax.random.PRNGKey(31), x)
+  y = M.exp(x, v / M.norm(x, v)[:, None] * jnp.asarray([1e-9, 0.8, 3.0])[:, None])
+
+  @jax.jit  # one compilation for every t
+  def sides(x, y, t):
+    div = jax.vmap(lambda xi, yi: divergence(
+        M, lambda yy, _: M.heat_kernel_score(xi, yy, t), yi, 0.0))(x, y)
+    sc = M.heat_kernel_score(x, y, t)
+    dt = jax.vmap(jax.grad(lambda tt, a, b: M.log_heat_kernel(a, b, tt)), (None, 0, 0))(t, x, y)
+    return dt, 0.5 * (div + M.inner(y, sc, sc))
+
+  for t in (0.05, 1.0, 3.9, 4.1, 10.0):
+    dt, rhs = sides(x, y, jnp.asarray(t))
+    np.testing.assert_allclose(np.asarray(dt), np.asarray(rhs), rtol=1e-7,
+                               atol=1e-7 * float(np.max(np.abs(np.asarray(dt)))))
 
 
 @pytest.mark.parametrize("n", [2, 3, 10])
