@@ -24,6 +24,12 @@ pi / (2n) away from all eigen-angles; H = i (e^{i phi} - M)(e^{i phi} + M)^{-1} 
 phi = psi + pi is Hermitian, well conditioned, with eigenvalues tan((theta_k - phi) / 2) that
 are distinct exactly when the eigenvalues of M are distinct, so `eigh(H)` gives an orthonormal
 eigenbasis and accurate angles, also for repeated eigenvalues (U = I, -I, centre elements).
+For n <= 3 the same Cayley transform is done without LAPACK (batched LAPACK calls on 2 x 2 /
+3 x 3 matrices cost ~10x more on CPU): the shift e^{i phi}, phi in {0, pi/2, pi, 3 pi/2},
+maximizing |det(e^{i phi} + M)| (of four arcs of width pi/2 one holds no eigenvalue, so every
+eigenvalue is >= 0.11 from -e^{i phi}), the inverse by the adjugate, and cyclic complex Jacobi
+rotations on H, elementwise over the batch (one rotation for n = 2; 4 / 5 sweeps for n = 3 in
+float32 / float64, at round-off on 65536 Haar matrices after 4).
 
 Geometry
 --------
@@ -73,8 +79,11 @@ class function.  Regimes (per point, by t):
 * t < T_SWITCH = 1.5, images: p = (2 pi t)^{-d/2} e^{|delta|^2 t / 2}
   sum_{m in Z^n, sum m = 0} G(h) prod_{j<k} rho(h_j - h_k), h = theta + 2 pi m,
   G = exp(-|h|^2 / 2t), rho(a) = (a/2) / sin(a/2), summed in log space with signs.  The lattice
-  points kept are all m that can contribute more than e^{-60} relative for some theta in the
-  Voronoi cell and t <= 4 (exact bound at the cell's vertices): 7 / 37 / 201 for n = 2 / 3 / 4.
+  points kept are all m that can contribute more than e^{-L} relative for some theta in the
+  Voronoi cell and t < 1.5 (exact bound at the cell's vertices), L = log(1/eps) + 9 = 45 / 25
+  in float64 / float32: 3 / 13 / 43 and 3 / 7 / 19 images for n = 2 / 3 / 4
+  (`_image_log_cut`; the sampler's Gaussian proposal, used up to t = 4, keeps its own table
+  at e^{-60}: 7 / 37 / 201).
   rho is 1/sinc for regular pairs; the sines of all images of a pair are computed from one gap
   g = theta_j - theta_k - 2 pi L0, so terms that cancel see the same rounding.
   Walls (e^{i theta_j} ~ e^{i theta_k}; the terms with h_j - h_k in 2 pi Z \ {0} are singular
@@ -95,20 +104,23 @@ class function.  Regimes (per point, by t):
   z = e^{i theta}, C(lambda) = sum_j lambda_j (lambda_j + n + 1 - 2j) - |lambda|^2 / n, Schur
   polynomials s_lambda division-free by Jacobi-Trudi (complete homogeneous polynomials from the
   elementary symmetric ones), so coincident eigenvalues need no care; lambda over all
-  partitions with d^2 e^{-C t/2} > e^{-45} at t = 1.5 (11 / 45 / 133 for n = 2 / 3 / 4).
+  partitions with d^2 e^{-C t/2} > e^{-L} at t = 1.5, L as above (11 / 45 / 133 in float64,
+  8 / 28 / 71 in float32 for n = 2 / 3 / 4).
 * Large batches are processed in chunks (lax.map, rematerialised under reverse mode) so the
   (chunk, images, pairs) temporaries stay ~ 2^22 elements.
 
 `heat_kernel_score` is the closed form for class functions: with U^H W = Q diag(e^{i theta}) Q^H
 and c = grad_theta log p projected onto sum c = 0, grad_W log p = W Q diag(i c) Q^H (c by
-autodiff of the angle function; c_j = c_k on repeated eigenvalues by symmetry, so the choice
+reverse-mode autodiff of the angle function, whose characters sum carries per-row gradients
+from forward mode, `_rowwise`; c_j = c_k on repeated eigenvalues by symmetry, so the choice
 of Q does not matter).  The base-class autodiff route is also correct (JAX returns
 d/dRe - i d/dIm for real functions of complex input, the base conjugates it, and
 `eigen_angles` has a JVP finite at repeated eigenvalues); the tests check both.
 
 `sample_heat_kernel` is exact rejection sampling of the eigen-angles (target density
 p_t(theta) |Delta(theta)|^2 on the maximal torus), then Y = x Q diag(e^{i theta}) Q^H with Q
-Haar on U(n) (QR of a Ginibre matrix):
+Haar on U(n) up to column phases (Gram-Schmidt of a Ginibre matrix, twice, for n <= 3; QR
+above):
   - Gaussian proposal X ~ N(0, t I) on su(n): its eigenvalues h (GUE with the trace removed)
     come from the Dumitriu-Edelman tridiagonal model and a vectorized Jacobi iteration.  Since
     |(h_j - h_k) 2 sin((h_j - h_k)/2)| <= (h_j - h_k)^2 termwise, the acceptance probability
@@ -126,15 +138,18 @@ the identity, special points; t log-spaced in [1e-4, 20]; points with log p > -5
 |d log p| / max(1, |log p|):
   float64: worst 2.9e-9 (SU(2)), 2.1e-9 (SU(3)), 1.3e-9 (SU(4)); median ~1e-16.  The worst
            cases are within ~b2 of a wall (the O(b1^2) smoothing bias).
-  float32: worst 1.2e-5 (SU(2)), 2.0e-5 (SU(3)), 2.9e-5 (SU(4)); never NaN/inf for
+  float32: worst 8.6e-6 (SU(2)), 2.0e-5 (SU(3)), 2.9e-5 (SU(4)); never NaN/inf for
            t in [1e-8, 1e8], W = U, W = -U, centre elements.
   score (float64, relative to mpmath finite differences of log p along an orthonormal basis of
   T_W): <= 3e-14 at random points, <= 3e-5 at 1e-3 .. 1e-9 from walls; within ~1e-3 s of the
   SU(2) cut locus the score itself is O(gap) and its relative error reaches ~5e-4 (absolute
   <= 1e-10).
-CPU timings (2 shared cores, 1e5 points, t = 0.5): log_heat_kernel 0.23 / 0.56 / 2.1 s,
-heat_kernel_score 0.28 / 1.1 / 4.8 s for n = 2 / 3 / 4; sample_heat_kernel 1e5 draws
-0.14-0.26 s (n = 2), 0.27-1.8 s (n = 3); n = 4: 1e4 draws 0.2-4 s (t = 1-2 is the slow range).
+CPU timings (benchmarks/bench_special_unitary.py, float64, 2 shared cores, 1e5 points,
+t = 0.5): log_heat_kernel 0.06 / 0.29 / 0.98 s, heat_kernel_score 0.12 / 0.63 / 2.3 s for
+n = 2 / 3 / 4; sample_heat_kernel 1e5 draws 0.10-0.16 s (n = 2), 0.32-1.6 s (n = 3); n = 4:
+1e4 draws 0.2-6.5 s (t = 1-2 is the slow range).  (Same run, before the elementwise
+eigen-decomposition, per-precision tables and elementwise characters: 0.39 / 1.2 / 2.3 s,
+0.58 / 2.7 / 12.6 s.)
 """
 from __future__ import annotations
 
@@ -170,6 +185,14 @@ def _mm(a, b):
   return jnp.matmul(a, b, precision=_HI)
 
 
+def _mm_small(a, b):
+  """a @ b for small matrices (n <= 4) as broadcast products and a sum: on CPU a batched
+  dot_general of 2 x 2 / 3 x 3 matrices costs ~40x more (measured).  Same arithmetic."""
+  if a.shape[-1] > 4:
+    return _mm(a, b)
+  return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
+
+
 def _dag(a):
   return jnp.conj(jnp.swapaxes(a, -1, -2))
 
@@ -195,6 +218,11 @@ def _conj_diag(q, d):
   return _mm(q * d[..., None, :], _dag(q))
 
 
+def _conj_diag_small(q, d):
+  """Q diag(d) Q^H by `_mm_small` (the heat-kernel paths)."""
+  return _mm_small(q * d[..., None, :], _dag(q))
+
+
 def _wrap_pi(a):
   """Wrap real angles into (-pi, pi]."""
   return math.pi - jnp.mod(math.pi - a, _TWO_PI)
@@ -214,12 +242,24 @@ def _minimal_angles(theta):
   n = theta.shape[-1]
   theta = _wrap_pi(theta)
   m = jnp.round(jnp.sum(theta, axis=-1) / _TWO_PI)[..., None]
-  ranks = jnp.argsort(jnp.argsort(theta, axis=-1, stable=True), axis=-1, stable=True)
-  ranks = ranks.astype(theta.dtype)
+  ranks = _stable_ranks(theta).astype(theta.dtype)
   shift = jnp.where(m > 0, (ranks >= n - m).astype(theta.dtype), 0.0)
   shift = shift - jnp.where(m < 0, (ranks < -m).astype(theta.dtype), 0.0)
   h = theta - _TWO_PI * shift
   return h - jnp.mean(h, axis=-1, keepdims=True)
+
+
+def _stable_ranks(theta):
+  """Ranks of the entries of theta (..., n) along the last axis, ties broken by position
+  (= argsort(argsort(theta, stable), stable)).  Small n: pairwise comparisons, elementwise
+  (a sort per row is ~30x slower on CPU for n = 3)."""
+  n = theta.shape[-1]
+  if n > 6:
+    return jnp.argsort(jnp.argsort(theta, axis=-1, stable=True), axis=-1, stable=True)
+  a, b = theta[..., :, None], theta[..., None, :]          # [i, j]: theta_i vs theta_j
+  before = jnp.asarray(np.tril(np.ones((n, n), bool), -1))  # j < i
+  lower = (b < a) | ((b == a) & before)
+  return jnp.sum(lower, axis=-1)
 
 
 def _unitary_eig(m):
@@ -227,9 +267,138 @@ def _unitary_eig(m):
 
   Returns (h, q): h (..., n) the minimal-norm traceless eigen-angles (see `eigen_angles`),
   aligned with the orthonormal eigenvector columns of q (..., n, n).  No gradient (use the
-  custom-JVP wrappers).
+  custom-JVP wrappers).  n <= 3: elementwise Cayley + Jacobi (`_unitary_eig_jacobi`); larger
+  n: LAPACK (`_unitary_eig_lapack`).
   """
   m = jax.lax.stop_gradient(m)
+  if m.shape[-1] <= 3:
+    return _unitary_eig_jacobi(m)
+  return _unitary_eig_lapack(m)
+
+
+# Cayley shifts tried by the elementwise route: e^{i phi}, phi = 0, pi/2, pi, 3 pi/2.
+_SHIFTS = (1.0, 1j, -1.0, -1j)
+
+
+def _adjugate(a):
+  """Adjugate (transposed cofactors) of (..., n, n) for n = 2, 3: a adj(a) = det(a) I."""
+  n = a.shape[-1]
+  if n == 2:
+    return jnp.stack([jnp.stack([a[..., 1, 1], -a[..., 0, 1]], -1),
+                      jnp.stack([-a[..., 1, 0], a[..., 0, 0]], -1)], -2)
+  rows = []
+  for i in range(3):
+    row = []
+    for j in range(3):
+      # cofactor C_ji (transposed), cyclic indices give the sign
+      r0, r1 = (j + 1) % 3, (j + 2) % 3
+      c0, c1 = (i + 1) % 3, (i + 2) % 3
+      row.append(a[..., r0, c0] * a[..., r1, c1] - a[..., r0, c1] * a[..., r1, c0])
+    rows.append(jnp.stack(row, -1))
+  return jnp.stack(rows, -2)
+
+
+def _jacobi_sweeps(n, dtype) -> int:
+  # n = 2: one rotation diagonalizes exactly.  n = 3: cyclic Jacobi converges quadratically;
+  # measured on 65536 Haar matrices, the reconstruction error is at round-off after 4 sweeps
+  # in both precisions (3 sweeps: 2e-5); float64 gets one more for margin.
+  if n == 2:
+    return 1
+  return 5 if jnp.dtype(dtype) == jnp.complex128 else 4
+
+
+def _jacobi_eigh_lists(d, o, sweeps):
+  """Eigen-decomposition of small complex Hermitian matrices given elementwise: d list of n
+  real (...) diagonals, o dict {(p, q): complex (...)} of the upper off-diagonals.  Cyclic
+  complex Jacobi rotations, vectorized over the batch (every entry is its own array, so
+  each rotation is a few fused elementwise ops): orthonormal eigenvectors also for repeated
+  eigenvalues.  -> (eigenvalues (..., n) real, eigenvectors (..., n, n) columns)."""
+  n = len(d)
+  pairs = [(p, q) for p in range(n) for q in range(p + 1, n)]
+  cdt = o[pairs[0]].dtype
+  one, zero = jnp.ones_like(o[pairs[0]]), jnp.zeros_like(o[pairs[0]])
+  v = [[one if i == j else zero for j in range(n)] for i in range(n)]
+
+  def flat(d, o, v):
+    return tuple(d) + tuple(o[pq] for pq in pairs) + tuple(x for row in v for x in row)
+
+  def unflat(c):
+    d = list(c[:n])
+    o = dict(zip(pairs, c[n:n + len(pairs)]))
+    rest = c[n + len(pairs):]
+    return d, o, [list(rest[i * n:(i + 1) * n]) for i in range(n)]
+
+  def sweep(_, carry):
+    d, o, v = unflat(carry)
+
+    def get(i, j):  # A_ij for i != j from the upper triangle
+      return o[(i, j)] if i < j else jnp.conj(o[(j, i)])
+
+    for p, q in pairs:
+      apq = o[(p, q)]
+      mag = jnp.abs(apq)
+      nz = mag > 0
+      safe = jnp.where(nz, mag, 1.0)
+      ph = jnp.where(nz, jnp.conj(apq) / safe.astype(cdt), 1.0)      # e^{-i arg a_pq}
+      tau = (d[q] - d[p]) / (2.0 * safe)
+      tt = jnp.where(tau >= 0, 1.0, -1.0) / (jnp.abs(tau) + jnp.sqrt(1.0 + tau * tau))
+      tt = jnp.where(nz, tt, 0.0)
+      c = 1.0 / jnp.sqrt(1.0 + tt * tt)
+      s = tt * c
+      cc, sc = c.astype(cdt), s.astype(cdt)
+      sph, cph = sc * ph, cc * ph
+      # J = [[c, s], [-s ph, c ph]] on (p, q); A <- J^H A J, V <- V J
+      for k in range(n):
+        if k in (p, q):
+          continue
+        akp, akq = get(k, p), get(k, q)
+        new_kp = cc * akp - sph * akq
+        new_kq = sc * akp + cph * akq
+        o[(min(k, p), max(k, p))] = new_kp if k < p else jnp.conj(new_kp)
+        o[(min(k, q), max(k, q))] = new_kq if k < q else jnp.conj(new_kq)
+      d[p] = d[p] - tt * mag
+      d[q] = d[q] + tt * mag
+      o[(p, q)] = zero
+      for i in range(n):
+        vip, viq = v[i][p], v[i][q]
+        v[i][p] = cc * vip - sph * viq
+        v[i][q] = sc * vip + cph * viq
+    return flat(d, o, v)
+
+  carry = flat(d, o, v)
+  carry = sweep(0, carry) if sweeps == 1 else jax.lax.fori_loop(0, sweeps, sweep, carry)
+  d, _, v = unflat(carry)
+  return (jnp.stack(d, -1), jnp.stack([jnp.stack(row, -1) for row in v], -2))
+
+
+def _unitary_eig_jacobi(m):
+  """`_unitary_eig` for n <= 3 without LAPACK (batched LAPACK calls on tiny matrices are
+  slow on CPU).  Cayley transform H = i (e - m)(e + m)^{-1} with the shift e among
+  `_SHIFTS` maximizing |det(e + m)| = prod_k 2 |cos((theta_k - phi) / 2)|: of the four
+  arcs of width pi/2 around the points -e, one holds no eigenvalue (n <= 3), so the chosen
+  shift has |det| >= (2 sin(pi/8))^n and every factor >= 0.11 (e + m well conditioned, H's
+  eigenvalues tan((theta_k - phi)/2) bounded by 18).  H by the adjugate, then Jacobi."""
+  n = m.shape[-1]
+  rdt = nx.real_dtype(m)
+  eye = _eye_like(m)
+  dets = jnp.stack([jnp.abs(_small_det(e * eye + m)) for e in _SHIFTS], -1)
+  k = jnp.argmax(dets, axis=-1)
+  e = jnp.asarray(_SHIFTS, m.dtype)[k][..., None, None]
+  den = e * eye + m
+  adj = _adjugate(den)
+  det = _small_det(den)[..., None, None]
+  hm = 1j * _mm_small(e * eye - m, adj) / det
+  hm = 0.5 * (hm + _dag(hm))
+  d = [jnp.real(hm[..., i, i]) for i in range(n)]
+  o = {(p, q): hm[..., p, q] for p in range(n) for q in range(p + 1, n)}
+  tv, q = _jacobi_eigh_lists(d, o, _jacobi_sweeps(n, m.dtype))
+  phi = (0.5 * math.pi) * k.astype(rdt)
+  theta = phi[..., None] + 2.0 * jnp.arctan(tv)
+  return _minimal_angles(theta), q
+
+
+def _unitary_eig_lapack(m):
+  """`_unitary_eig` by LAPACK: Cayley shift from the Hermitian part's eigenvalues, eigh."""
   n = m.shape[-1]
   rdt = nx.real_dtype(m)
   herm = 0.5 * (m + _dag(m))
@@ -425,6 +594,15 @@ def _log_dim(lam, n):
   return sum(math.log((l[j] - l[k]) / (k - j)) for j in range(n) for k in range(j + 1, n))
 
 
+def _image_log_cut(dtype) -> float:
+  """L of the heat kernel's image table: images below e^{-L} of the largest Gaussian weight
+  for every theta in the cell and t < T_SWITCH are left out.  log(1/eps) plus a margin of 9
+  (e^9 ~ 8e3) for the polynomial factors and for cancellation between images near walls
+  (bounded by the wall handling).  45 / 25 keep 3 / 13 / 43 and 3 / 7 / 19 images for
+  n = 2 / 3 / 4 (the sampler's table at L = 60, t <= 4: 7 / 37 / 201)."""
+  return -math.log(float(np.finfo(dtype).eps)) + 9.0   # (numpy: independent of jax_enable_x64)
+
+
 def _image_table(n, t_max=_T_GAUSS_MAX, log_cut=60.0):
   """Lattice points m (sum 0) with G(theta + 2 pi m) / G(theta) > e^{-log_cut} (times a
   polynomial margin) at t = t_max for some theta in the Voronoi cell of 0 (checked at the
@@ -472,28 +650,36 @@ class SpecialUnitary(Manifold):
     n = self.n
     self._delta2 = n * (n * n - 1) / 12.0
     self._pairs = np.array([(p, q) for p in range(n) for q in range(p + 1, n)], dtype=np.int32)
+    # The Gaussian proposal of the sampler (t <= 4) uses this table; the heat kernel's images
+    # route (t < T_SWITCH) a smaller one per precision (`_heat_images`).
     self._images = _image_table(n)
-    # Batch chunk for the heat kernel: bounds the (chunk, images, pairs) temporaries.
-    self._chunk = int(max(256, min(65536, 2**22 // max(1, len(self._images) * len(self._pairs)))))
-    self._dm = (self._images[:, self._pairs[:, 0]] - self._images[:, self._pairs[:, 1]]).astype(np.int64)
-    # Characters: d^2 e^{-C t/2} > e^{-45} at t = T_SWITCH.
-    def ok(lam):
-      return _casimir(lam, n) * T_SWITCH / 2.0 - 2.0 * _log_dim(lam, n) <= 45.0
-    lams = _partitions(n, ok)
-    self._lams = np.array(lams, dtype=np.int64).reshape(len(lams), n - 1)
-    self._cas = np.array([_casimir(l, n) for l in lams])
-    self._logd = np.array([_log_dim(l, n) for l in lams])
-    self._kmax = int(self._lams.max()) + n  # h_k needed for k <= lambda_1 + n - 2
-    # Jacobi-Trudi: s_lambda = det[h_{lambda_i - i + j}], indices into [0]*(n-2) + [h_0..h_K].
-    r = n - 1
-    ii, jj = np.meshgrid(np.arange(r), np.arange(r), indexing="ij")
-    idx = self._lams[:, :, None] - ii[None] + jj[None]  # (L, r, r)
-    self._jt_index = np.where(idx < 0, 0, idx + (n - 2)).astype(np.int32)
-    self._jt_zero = idx < 0
+    self._heat_tables = {}
+    for dt in (np.float32, np.float64):
+      img = _image_table(n, T_SWITCH, _image_log_cut(dt))
+      dm = (img[:, self._pairs[:, 0]] - img[:, self._pairs[:, 1]]).astype(np.int64)
+      # Batch chunk: bounds the (chunk, images, pairs) temporaries.
+      chunk = int(max(256, min(65536, 2**22 // max(1, len(img) * len(self._pairs)))))
+      self._heat_tables[np.dtype(dt)] = (img, dm, chunk)
+    # Characters: d^2 e^{-C t/2} > e^{-L} at t = T_SWITCH, L = `_image_log_cut` (45 / 25 in
+    # float64 / float32: 11 / 45 / 133 and 8 / 28 / 71 representations for n = 2 / 3 / 4).
+    self._chr_tables = {}
+    for dt in (np.float32, np.float64):
+      cut = _image_log_cut(dt)
+      lams = _partitions(n, lambda lam, cut=cut: _casimir(lam, n) * T_SWITCH / 2.0
+                         - 2.0 * _log_dim(lam, n) <= cut)
+      lams = np.array(lams, dtype=np.int64).reshape(len(lams), n - 1)
+      cas = np.array([_casimir(l, n) for l in lams])
+      logd = np.array([_log_dim(l, n) for l in lams])
+      self._chr_tables[np.dtype(dt)] = (lams, cas, logd)
 
   @property
   def spec(self):
     return f"su({self.n})"
+
+  def _heat_images(self, dtype):
+    """(images (M, n), their pair differences dm (M, P), batch chunk) of the images route in
+    the real dtype `dtype`."""
+    return self._heat_tables[np.dtype(dtype)]
 
   # ------------------------------------------------------------------ geometry
   @_jit_method
@@ -594,7 +780,7 @@ class SpecialUnitary(Manifold):
   def log_heat_kernel(self, x, y, t):
     x = jnp.asarray(x)
     y = jnp.asarray(y, x.dtype)
-    th = _angles_aligned(_mm(_dag(x), y))
+    th = _angles_aligned(_mm_small(_dag(x), y))
     t = self._real_t(t, th)
     shape = jnp.broadcast_shapes(th.shape[:-1], t.shape)
     th = jnp.broadcast_to(th, shape + th.shape[-1:])
@@ -610,7 +796,7 @@ class SpecialUnitary(Manifold):
     shape = jnp.broadcast_shapes(theta.shape[:-1], t.shape)
     theta = jnp.broadcast_to(theta, shape + theta.shape[-1:]).reshape((-1, self.n))
     t = jnp.broadcast_to(t, shape).reshape((-1,))
-    return _chunked(self._log_hk_flat, (theta, t), self._chunk).reshape(shape)
+    return _chunked(self._log_hk_flat, (theta, t), self._heat_images(theta.dtype)[2]).reshape(shape)
 
   def _log_hk_flat(self, theta, t):
     small = t < T_SWITCH
@@ -624,7 +810,7 @@ class SpecialUnitary(Manifold):
   def heat_kernel_score(self, x, y, t):
     x = jnp.asarray(x)
     y = jnp.asarray(y, x.dtype)
-    m = _mm(_dag(x), y)
+    m = _mm_small(_dag(x), y)
     rdt = nx.real_dtype(m)
     t = jnp.asarray(t, rdt)
     if not jnp.issubdtype(jnp.asarray(t).dtype, jnp.floating):
@@ -633,7 +819,7 @@ class SpecialUnitary(Manifold):
     m = jnp.broadcast_to(m, shape + m.shape[-2:])
     y = jnp.broadcast_to(y, shape + y.shape[-2:])
     t = jnp.broadcast_to(t, shape)
-    return _mm(y, _score_algebra(self.log_heat_kernel_angles, m, t))
+    return _mm_small(y, _score_algebra(self.log_heat_kernel_angles, m, t))
 
   # ---- images
   def _wall_geometry(self, theta, t):
@@ -670,12 +856,12 @@ class SpecialUnitary(Manifold):
     gap, b1, b2 = self._wall_geometry(theta, t)
     tol = 1e-14 if dt == jnp.float64 else 1e-8
     # Gaussian weights of the images, and of those singular at each pair
-    img = np.asarray(self._images)
+    img, dm, _ = self._heat_images(dt)
     h = jax.lax.stop_gradient(theta)[:, None, :] + _TWO_PI * jnp.asarray(img, dt)[None]
     logg = -jnp.sum(h * h, axis=-1) / (2.0 * t[:, None])
     wrel = jnp.exp(logg - jnp.max(logg, axis=-1, keepdims=True))          # (B, M)
     l0 = jnp.round(jax.lax.stop_gradient(theta[:, p] - theta[:, q]) / _TWO_PI)
-    singular = (l0[:, None, :] + jnp.asarray(self._dm, dt)) != 0          # (B, M, P)
+    singular = (l0[:, None, :] + jnp.asarray(dm, dt)) != 0               # (B, M, P)
     wpair = jnp.max(jnp.where(singular, wrel[:, :, None], 0.0), axis=1)  # (B, P)
     near2 = jnp.abs(gap) < b2
     sig = near2 & (wpair > tol)
@@ -712,7 +898,7 @@ class SpecialUnitary(Manifold):
     dr = theta_real[:, p] - theta_real[:, q]
     l0 = jnp.round(dr / _TWO_PI)                                  # (B, P)
     odd0 = jnp.mod(l0, 2.0)                                       # 0 or 1
-    dm = np.asarray(self._dm)                                     # (M, P) integers
+    dm = self._heat_images(rdt)[1]                                # (M, P) integers
     lt = l0[:, None, :] + jnp.asarray(dm, rdt)                    # (B, M, P)
     singular = lt != 0
     sing_f = singular.astype(rdt)
@@ -758,7 +944,7 @@ class SpecialUnitary(Manifold):
     """log sum_m G(h) prod rho(h_pq) for real theta (B, n); terms singular at a wall flagged in
     drop_walls (B, P) are dropped.  Returns (log sum, max relative Gaussian weight dropped)."""
     dt = theta.dtype
-    img = jnp.asarray(self._images, dt)                      # (M, n)
+    img = jnp.asarray(self._heat_images(dt)[0], dt)          # (M, n)
     h = theta[:, None, :] + _TWO_PI * img[None]              # (B, M, n)
     logf, sign, singular, exact = self._log_terms(theta, theta)
     drop = jnp.any(singular & drop_walls[:, None, :], axis=-1) | exact   # (B, M)
@@ -795,7 +981,7 @@ class SpecialUnitary(Manifold):
     zeta = jnp.asarray(np.exp(1j * ang), cdt)                # (K,)
     thc = theta[:, None, :].astype(cdt) + (r[:, None, None] * w[:, None, :]).astype(cdt) \
         * zeta[None, :, None]                                 # (B, K, n)
-    img = jnp.asarray(self._images, dt).astype(cdt)
+    img = jnp.asarray(self._heat_images(dt)[0], dt).astype(cdt)
     h = thc[:, :, None, :] + _TWO_PI * img[None, None]       # (B, K, M, n)
     logf, _, _, _ = self._log_terms(thc, theta)
     logg = -jnp.sum(h * h, axis=-1) / (2.0 * t[:, None, None].astype(cdt))
@@ -808,9 +994,26 @@ class SpecialUnitary(Manifold):
   # ---- characters
   def _log_hk_characters(self, theta, t):
     """Character expansion with Jacobi-Trudi Schur polynomials.  (B, n), (B,) -> (B,)."""
+    if self.n <= 4:
+      tot = _rowwise(self._character_sum, theta, t)
+    else:
+      tot = self._character_sum(theta, t)
+    tot = jnp.maximum(tot, jnp.finfo(theta.dtype).tiny)
+    return jnp.log(tot) - self.log_volume()
+
+  def _character_sum(self, theta, t):
+    """sum_lambda d_lambda e^{-C(lambda) t/2} Re s_lambda(e^{i theta}), (B, n), (B,) -> (B,).
+
+    s_lambda = det[h_{lambda_i - i + j}] (h_k complete homogeneous, from the elementary
+    symmetric polynomials by Newton's recurrence; division-free, so coincident eigenvalues
+    need no care).  n <= 4: each determinant written out on the per-row arrays h_k and
+    accumulated, so the whole sum is one elementwise fusion (a gather into (B, L, r, r)
+    costs ~15x more here, and its reverse mode, a scatter-add, ~100x); n >= 5: LU."""
     n = self.n
     dt = theta.dtype
     cdt = _complex_dtype(dt)
+    lams, cas, logd = self._chr_tables[np.dtype(dt)]
+    kmax = int(lams.max()) + n  # h_k needed for k <= lambda_1 + n - 2
     z = jnp.exp(1j * theta.astype(cdt))                       # (B, n)
     # elementary symmetric e_0..e_n
     es = [jnp.ones_like(z[:, 0])] + [jnp.zeros_like(z[:, 0])] * n
@@ -818,20 +1021,24 @@ class SpecialUnitary(Manifold):
       for k in range(j + 1, 0, -1):
         es[k] = es[k] + z[:, j] * es[k - 1]
     hs = [jnp.ones_like(z[:, 0])]
-    for k in range(1, self._kmax + 1):
+    for k in range(1, kmax + 1):
       acc = jnp.zeros_like(z[:, 0])
       for i in range(1, min(k, n) + 1):
         term = es[i] * hs[k - i]
         acc = acc + term if i % 2 == 1 else acc - term
       hs.append(acc)
-    hpad = jnp.stack([jnp.zeros_like(z[:, 0])] * (n - 2) + hs, axis=-1)  # (B, n-2+K+1)
-    jt = hpad[:, self._jt_index]                                          # (B, L, r, r)
-    jt = jnp.where(jnp.asarray(self._jt_zero)[None], 0.0, jt)
-    s = _small_det(jt)                                                    # (B, L)
-    logw = jnp.asarray(self._logd, dt)[None] - jnp.asarray(self._cas, dt)[None] * t[:, None] / 2
-    tot = jnp.sum(jnp.exp(logw) * jnp.real(s), axis=-1)
-    tot = jnp.maximum(tot, jnp.finfo(dt).tiny)
-    return jnp.log(tot) - self.log_volume()
+    r = n - 1
+    zero = jnp.zeros_like(z[:, 0])
+    tot = jnp.zeros_like(t)
+    for lam, c, ld in zip(lams, cas, logd):
+      mat = [[hs[lam[i] - i + j] if lam[i] - i + j >= 0 else zero for j in range(r)]
+             for i in range(r)]
+      if r <= 3:
+        s = _det_lists(mat)
+      else:  # (the Laplace expansion grows like r!)
+        s = jnp.linalg.det(jnp.stack([jnp.stack(row, -1) for row in mat], -2))
+      tot = tot + jnp.exp(float(ld) - (0.5 * float(c)) * t) * jnp.real(s)
+    return tot
 
   # ---- sampling
   @_jit_method
@@ -844,9 +1051,9 @@ class SpecialUnitary(Manifold):
     tb = jnp.broadcast_to(t, shape).reshape((-1,))
     k1, k2 = jax.random.split(key)
     theta = self._sample_angles(k1, tb)                       # (B, n) real
-    q = _haar_unitary(k2, theta.shape[:1], self.n, x.dtype)   # eigenvectors: Haar on U(n)
-    g = _conj_diag(q, jnp.exp(1j * theta.astype(x.dtype)))
-    y = _mm(xb, g)
+    q = _haar_eigvecs(k2, theta.shape[:1], self.n, x.dtype)   # eigenvectors: Haar on U(n)
+    g = _conj_diag_small(q, jnp.exp(1j * theta.astype(x.dtype)))
+    y = _mm_small(xb, g)
     return y.reshape(shape + self.shape)
 
   def _sample_angles(self, key, t):
@@ -939,6 +1146,35 @@ class SpecialUnitary(Manifold):
     logd2 = jnp.sum(jnp.log(jnp.maximum(4.0 * jnp.sin(0.5 * (th[:, p] - th[:, q])) ** 2,
                                         jnp.finfo(rdt).tiny)), axis=-1)
     return th, jnp.exp(jnp.minimum(lp - lp0 + logd2 - n * math.log(n), 0.0))
+
+
+def _haar_eigvecs(key, batch, n, cdt):
+  """Eigenvector matrices for the sampler: Haar on U(n) up to the phases of the columns,
+  which cancel in Q diag(.) Q^H.  n <= 3: Gram-Schmidt of complex Ginibre columns (the Q of
+  the QR with positive diag R, i.e. Haar), elementwise over the batch and done twice so the
+  columns are orthonormal to round-off for any conditioning ("twice is enough"); batched
+  LAPACK QR of tiny matrices is ~10x slower on CPU.  Larger n: `_haar_unitary`."""
+  if n > 3:
+    return _haar_unitary(key, batch, n, cdt)
+  rdt = jnp.empty((), cdt).real.dtype
+  shape = tuple(batch) + (n, n)
+  k1, k2 = jax.random.split(key)
+  z = jax.lax.complex(jax.random.normal(k1, shape, rdt), jax.random.normal(k2, shape, rdt))
+  cols = [[z[..., i, j] for i in range(n)] for j in range(n)]   # cols[j][i] = z_ij
+
+  def dot(a, b):  # <a, b> = sum conj(a) b
+    return sum(jnp.conj(ai) * bi for ai, bi in zip(a, b))
+
+  qs = []
+  for j in range(n):
+    v = cols[j]
+    for _ in range(2):
+      for q in qs:
+        c = dot(q, v)
+        v = [vi - c * qi for vi, qi in zip(v, q)]
+    nrm = jnp.sqrt(jnp.real(dot(v, v))).astype(cdt)
+    qs.append([vi / nrm for vi in v])
+  return jnp.stack([jnp.stack(q, -1) for q in qs], -1)   # [..., i, j] = qs[j][i]
 
 
 def _haar_unitary(key, batch, n, cdt):
@@ -1076,9 +1312,36 @@ def _mv_rows_jvp(mv_fn, n, primals, tangents):
   return out, dout
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _rowwise(fn, theta, t):
+  """fn(theta, t) for a row-wise elementwise fn: (B, n), (B,) -> (B,).
+
+  Custom JVP: the per-row gradients (n + 1 forward-mode JVPs of the fused elementwise
+  program, cheap) are formed in the forward pass and the tangent is their dot product with
+  (dtheta, dt), so reverse mode only transposes that product instead of storing and
+  reversing every intermediate of fn (measured ~2x the cost otherwise)."""
+  return fn(theta, t)
+
+
+@_rowwise.defjvp
+def _rowwise_jvp(fn, primals, tangents):
+  theta, t = primals
+  dth, dtt = tangents
+  n = theta.shape[-1]
+  val = fn(theta, t)
+  grads = []
+  for j in range(n):
+    e = jnp.zeros_like(theta).at[..., j].set(1.0)
+    grads.append(jax.jvp(lambda a: fn(a, t), (theta,), (e,))[1])
+  g_t = jax.jvp(lambda s: fn(theta, s), (t,), (jnp.ones_like(t),))[1]
+  dout = sum(g * dth[..., j] for j, g in enumerate(grads)) + g_t * dtt
+  return val, dout
+
+
 def _class_gradient(log_k, h, t):
   """grad of the class function log_k over the eigen-angles, projected to sum 0.
-  h (..., n), t (...) -> (..., n)."""
+  h (..., n), t (...) -> (..., n).  (Reverse mode; the characters sum brings its per-row
+  gradients from forward mode, `_rowwise`.)"""
   c = jax.grad(lambda th: jnp.sum(log_k(th, t)))(h)
   return c - jnp.mean(c, axis=-1, keepdims=True)
 
@@ -1093,7 +1356,7 @@ def _score_algebra(log_k, m, t):
   field built from the score) is given explicitly below."""
   h, q = _unitary_eig(m)
   c = _class_gradient(log_k, h, t)
-  return _conj_diag(q, (1j * c).astype(m.dtype))
+  return _conj_diag_small(q, (1j * c).astype(m.dtype))
 
 
 @_score_algebra.defjvp
@@ -1112,7 +1375,7 @@ def _score_algebra_jvp(log_k, primals, tangents):
   h, q = _unitary_eig(m)
   cdt = m.dtype
   lam = jnp.exp(1j * h.astype(cdt))
-  b = _mm(_dag(q), _mm(dm, q))
+  b = _mm_small(_dag(q), _mm_small(dm, q))
   dh = jnp.imag(jnp.conj(lam) * jnp.diagonal(b, axis1=-2, axis2=-1)).astype(h.dtype)
   dh = dh - jnp.mean(dh, axis=-1, keepdims=True)
   grad_fn = lambda th, tt: _class_gradient(log_k, th, tt)
@@ -1136,8 +1399,8 @@ def _score_algebra_jvp(log_k, primals, tangents):
   eye = jnp.eye(h.shape[-1], dtype=bool)
   off = jnp.where(eye, 0.0, 1j * b * quot)
   inner = off + jnp.where(eye, 1.0, 0.0) * (1j * dc.astype(cdt))[..., None, :]
-  a = _conj_diag(q, (1j * c).astype(cdt))
-  return a, _mm(q, _mm(inner, _dag(q)))
+  a = _conj_diag_small(q, (1j * c).astype(cdt))
+  return a, _mm_small(q, _mm_small(inner, _dag(q)))
 
 
 def _chunked(f, args, chunk):
@@ -1156,6 +1419,22 @@ def _chunked(f, args, chunk):
   # jax.checkpoint: reverse mode recomputes each chunk instead of storing its temporaries.
   out = jax.lax.map(jax.checkpoint(lambda xs: f(*xs)), tuple(prep(a) for a in args))
   return out.reshape((nch * chunk,) + out.shape[2:])[:bsz]
+
+
+def _det_lists(a):
+  """Determinant of a small matrix given as nested lists of arrays (Laplace expansion along
+  the first row; for r <= 3)."""
+  r = len(a)
+  if r == 1:
+    return a[0][0]
+  if r == 2:
+    return a[0][0] * a[1][1] - a[0][1] * a[1][0]
+  out = 0.0
+  for j in range(r):
+    minor = [[a[i][k] for k in range(r) if k != j] for i in range(1, r)]
+    term = a[0][j] * _det_lists(minor)
+    out = out + term if j % 2 == 0 else out - term
+  return out
 
 
 def _small_det(a):

@@ -669,13 +669,18 @@ def test_score_derivative_satisfies_heat_equation(n):
   y[0] = np.asarray(x[0]) @ np_from_angles(rng, [1e-9] + [0.0] * (n - 2) + [-1e-9])
   y[1] = c * np.asarray(x[1]) @ np_from_angles(rng, [0.3] + [0.0] * (n - 2) + [-0.3])
   y = jnp.asarray(y)
-  for t in (0.05, 1.0, 3.0):
-    div = jnp.stack([divergence(M, lambda yy, _: M.heat_kernel_score(x[i], yy, t), y[i], 0.0)
-                     for i in range(3)])
+
+  @jax.jit  # one compilation for every t (t is traced)
+  def sides(x, y, t):
+    div = jax.vmap(lambda xi, yi: divergence(
+        M, lambda yy, _: M.heat_kernel_score(xi, yy, t), yi, 0.0))(x, y)
     sc = M.heat_kernel_score(x, y, t)
     dt = jax.vmap(jax.grad(lambda tt, a, b: M.log_heat_kernel(a, b, tt)),
                   (None, 0, 0))(t, x, y)
-    rhs = 0.5 * (div + M.inner(y, sc, sc))
+    return dt, 0.5 * (div + M.inner(y, sc, sc))
+
+  for t in (0.05, 1.0, 3.0):
+    dt, rhs = sides(x, y, jnp.asarray(t, x.real.dtype))
     np.testing.assert_allclose(np.asarray(dt), np.asarray(rhs), rtol=1e-7,
                                atol=1e-7 * float(np.max(np.abs(np.asarray(dt)))))
 
