@@ -147,6 +147,7 @@ _R_MAX = {"float64": 16.0, "float32": 7.0}
 _TAIL = {"float64": 1e-20, "float32": 1e-10}
 _S3_UNIFORM = 1.1              # S^3 sampler: uniform proposal above this time (acceptance >= 0.53)
 _L_S3 = 12                     # eigen terms of the S^3 acceptance ratio (s >= 1.1: < 1e-28)
+_MAX_ITER = 1000               # rejection loops: guard only (see _rejection)
 _METHODS = {1: "circle", 2: "mehler", 3: "images"}
 
 
@@ -310,9 +311,12 @@ class SphereHeat:
     t = jnp.asarray(t)
     shape = t.shape
     dt = t.dtype
-    tf = jnp.maximum(t.reshape(-1), float(jnp.finfo(dt).tiny) ** 0.5)
+    # t >= 1e4: the law is uniform to within e^(-5000); clipping keeps every weight finite
+    # (at t = inf, 0 * inf would make an acceptance ratio NaN and the loop endless)
+    # and below at eps^2 as in `_radial` (the law is a point mass to working precision)
+    tf = jnp.clip(t.reshape(-1), float(jnp.finfo(dt).eps) ** 2, 1e4)
     if self.n == 1:
-      z = jnp.sqrt(jnp.minimum(tf, 1e6)) * jax.random.normal(key, tf.shape, dt)
+      z = jnp.sqrt(tf) * jax.random.normal(key, tf.shape, dt)
       th = jnp.abs(jnp.mod(z + _PI, 2.0 * _PI) - _PI)
     elif self.n == 2:
       th = _sample_theta_s2_jit(key, tf)
@@ -923,21 +927,25 @@ def _rejection(key, B, draw, dt, levels=3, full_first=True):
     nxt = chunks[i + 1] if i + 1 < len(chunks) else 0
 
     def cond(state, nxt=nxt):
-      return jnp.sum(~state[1]) > nxt
+      # the iteration cap is a guard against a NaN acceptance ratio (never reached: at
+      # acceptance >= 0.5 the bulk needs ~10 iterations and the tail ~log2(B))
+      return (jnp.sum(~state[1]) > nxt) & (state[3] < _MAX_ITER)
 
     def body(state, chunk=chunk):
-      th, done, k = state
+      th, done, k, it = state
       k, kd = jax.random.split(k)
-      idx = jnp.nonzero(~done, size=chunk, fill_value=B)[0]
+      # pending targets from a rotating offset, so slow ones cannot starve the rest
+      off = (it * chunk) % B
+      idx = jnp.nonzero(jnp.roll(~done, -off), size=chunk, fill_value=B)[0]
       valid = idx < B
-      ii = jnp.minimum(idx, B - 1)
+      ii = (jnp.minimum(idx, B - 1) + off) % B
       thc, acc = draw(kd, ii)
       tgt = jnp.where(acc & valid, ii, B)            # out-of-range index: dropped
       th = th.at[tgt].set(thc.astype(dt), mode="drop")
       done = done.at[tgt].set(True, mode="drop")
-      return th, done, k
+      return th, done, k, it + 1
 
-    th, done, key = jax.lax.while_loop(cond, body, (th, done, key))
+    th, done, key, _ = jax.lax.while_loop(cond, body, (th, done, key, 0))
   return th
 
 
@@ -1029,6 +1037,8 @@ def _guess(t, p):
   q = jnp.clip(0.5 * em, 0.0, 1.0)
   centre = 2.0 * _asin_sc(jnp.sqrt(q), jnp.sqrt(1.0 - q))
   var_u = (n * jnp.expm1(-(n + 1) * t)) / (n + 1) - jnp.expm1(-n * t)
+  # small n t: the difference cancels; Var = n t^2/2 (1 - (2n + 1) t / 3 + ...)
+  var_u = jnp.where(n * t < 1e-3, 0.5 * n * t * t * (1.0 - (2.0 * n + 1.0) * t / 3.0), var_u)
   var_u = jnp.maximum(var_u, 0.5 * n * t * t * jnp.exp(-n * t))
   spread = jnp.sqrt(var_u) / jnp.maximum(jnp.sin(centre), 1e-30)
   spread = jnp.clip(spread, 1e-3 * centre, 2.0)
@@ -1043,7 +1053,10 @@ def _envelope(t, p, even):
   eps_th = 1e-6 if dt == jnp.float32 else 1e-12
   c, s = _guess(t, p)
   offs = jnp.asarray([-1.4, 0.0, 1.4], dt)
-  tau = jnp.clip(c[..., None] + offs * s[..., None], eps_th * _PI, _PI * (1.0 - eps_th))
+  # below: down to sqrt(tiny), as the law sits at theta ~ sqrt(n t) (t >= eps^2); above: keep
+  # sin(tau) > 0 in floating point
+  tau = jnp.clip(c[..., None] + offs * s[..., None], float(jnp.finfo(dt).tiny) ** 0.5,
+                 _PI * (1.0 - eps_th))
   # evaluated as one flat (3 B,) batch: a trailing axis of size 3 vectorizes poorly on CPU
   tt = jnp.broadcast_to(t[..., None], tau.shape)
   h, d = _log_radial(jnp.moveaxis(tau, -1, 0).reshape(-1), jnp.moveaxis(tt, -1, 0).reshape(-1),
@@ -1083,8 +1096,8 @@ def _propose(key, env):
 
 
 def _sample_theta(key, t, p, even):
-  """Hull rejection for contour n (t: 1-d): acceptance ~0.88, ~3 + 1.2 radial evaluations
-  per draw (three tangents, then the candidates)."""
+  """Hull rejection for contour n (t: 1-d): acceptance ~0.88; ~3 radial evaluations per draw
+  for the three tangents plus ~1.7 for the candidates (chunks of B/8 with their tail)."""
   dt = t.dtype
   env = _envelope(t, p, even)
 
@@ -1097,7 +1110,7 @@ def _sample_theta(key, t, p, even):
 
   # chunks of B/8 only: the contour is traced twice in all (envelope, loop), which halves
   # the compile time; the tail costs ~0.6 B extra evaluations
-  return _rejection(key, t.shape[0], draw, dt, levels=1, full_first=True)
+  return _rejection(key, t.shape[0], draw, dt, levels=1, full_first=False)
 
 
 _sample_theta_jit = jax.jit(_sample_theta, static_argnames=("even",))
