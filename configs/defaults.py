@@ -121,3 +121,59 @@ def earth_config(dataset: str) -> ml_collections.ConfigDict:
   config.train.ema_decay = 0.999
   config.eval.density_grid = 90
   return config
+
+
+def gflownet_config(manifold: str, target: str, sigma: float,
+                    compact: bool) -> ml_collections.ConfigDict:
+  """The shared settings of the gfn_* configs (GFlowNet diffusion samplers; sized for one GPU).
+
+  compact=False: the setting of Sendera et al.'s best rows on R^n (point base, N = 100
+  steps, Langevin drift, learned variance, TB with a prioritized replay buffer, annealed
+  exploration, MALA local search every 100 steps); compact=True: the manifold profile
+  (uniform base, N = 50 exact heat-kernel steps, fixed variance, no exploration, local
+  search every 10 steps), used by the lattice and sphere configs."""
+  config = get_default_config()
+  config.model = "gflownet"
+  config.manifold = manifold
+  config.target = target
+  config.net.kind = "resmlp"
+  config.net.hidden = 256
+  config.net.depth = 3 if compact else 2
+
+  g = config.gflownet
+  g.num_steps = 50 if compact else 100
+  g.sigma = sigma
+  g.kernel = "heat"
+  g.langevin = True
+  g.learn_variance = not compact
+  g.objective = "tb"
+  g.log_z_scale = 100.0
+  g.replay_fraction = 0.5
+  g.buffer_capacity = 20000 if compact else 60000
+  g.buffer_priority = "reward"
+  g.explore_std = 0.0 if compact else 0.2
+  g.explore_anneal_steps = 0 if compact else 12500
+  g.local_search = "mala"
+  g.ls_every = 10 if compact else 100
+  g.ls_mala_steps = 20 if compact else 200
+  g.ls_mala_step_size = 0.01
+  g.ls_backtrack_steps = 10
+  g.eval_samples = 2000
+  g.eval_w2_points = 0 if compact else 2000
+
+  t = config.train
+  t.num_steps = 20000 if compact else 25000
+  t.batch_size = 256 if compact else 300
+  t.lr = 1e-3
+  t.warmup_steps = 500
+  t.grad_clip = 1.0
+  t.ema_decay = 0.999
+  t.steps_per_dispatch = 100
+  t.log_every = 500
+  t.ckpt_every = 5000
+  t.eval_every = 5000
+
+  config.eval.batch_size = 500
+  config.eval.num_plot_samples = 2000
+  config.eval.density_grid = 0
+  return config

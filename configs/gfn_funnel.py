@@ -14,48 +14,4 @@ from configs import defaults
 
 
 def get_config():
-  config = defaults.get_default_config()
-  config.model = "gflownet"
-  config.manifold = "euclidean(10)"
-  config.target = "funnel"
-
-  config.net.kind = "resmlp"
-  config.net.hidden = 256
-  config.net.depth = 2
-
-  g = config.gflownet
-  g.num_steps = 100
-  g.sigma = 1.0
-  g.kernel = "heat"
-  g.langevin = True
-  g.learn_variance = True
-  g.objective = "tb"
-  g.log_z_scale = 100.0
-  g.replay_fraction = 0.5
-  g.buffer_capacity = 60000
-  g.buffer_priority = "reward"
-  g.explore_std = 0.2
-  g.explore_anneal_steps = 12500
-  g.local_search = "mala"
-  g.ls_every = 100
-  g.ls_mala_steps = 200
-  g.ls_mala_step_size = 0.01
-  g.ls_backtrack_steps = 10
-  g.eval_samples = 2000
-  g.eval_w2_points = 2000
-
-  config.train.num_steps = 25000
-  config.train.batch_size = 300
-  config.train.lr = 1e-3
-  config.train.warmup_steps = 500
-  config.train.grad_clip = 1.0
-  config.train.ema_decay = 0.999
-  config.train.steps_per_dispatch = 100
-  config.train.log_every = 500
-  config.train.ckpt_every = 5000
-  config.train.eval_every = 5000
-
-  config.eval.batch_size = 500
-  config.eval.num_plot_samples = 2000
-  config.eval.density_grid = 0
-  return config
+  return defaults.gflownet_config("euclidean(10)", "funnel", sigma=1.0, compact=False)
