@@ -114,8 +114,12 @@ Exact sampling of theta (the direction is uniform, see sphere.py): n = 1 wrapped
 n = 3 rejection from a folded Maxwell law (small t) or the uniform law (large t); n = 2 from
 S^3 through the Hopf map (a Riemannian submersion S^3 -> S^2(1/2), so Brownian motion maps to
 Brownian motion: the S^2 distance at time t is 2 atan2(sin th3 sqrt(1-u^2), sqrt(cos^2 th3 +
-sin^2 th3 u^2)) with th3 the S^3 distance at time t/4 and u ~ U(-1, 1)); other n rejection from
-a piecewise-exponential hull of the log-concave radial density.
+sin^2 th3 u^2)) with th3 the S^3 distance at time t/4 and u ~ U(-1, 1)); n >= 4: rejection,
+per point one of (see `_sample_theta`): for t < min(3 alpha^(-3/2), t_switch) a proposal from
+the closed-form log-concave q(theta) = theta^alpha sin^alpha(theta) e^(-theta^2/2t) with the
+Girsanov bound p_t <= (2 pi t)^(-n/2) e^(c t) q / sin^(2 alpha) (c = alpha^2/3 + alpha/6,
+`_girsanov_c`), i.e. one kernel evaluation per candidate; otherwise a piecewise-exponential
+hull of the exact log-concave radial density (three evaluations for the tangents).
 """
 from __future__ import annotations
 
@@ -829,16 +833,21 @@ _CHUNK = {"circle": 1024, "images": 1024, "mehler": 1024, "contour_odd": 4096,
           "contour_even": 4096}
 
 
-def _radial_chunked(X, S, t, p, method):
+def _radial_chunked(X, S, t, p, method, which="both"):
   """`_radial` over chunks of the flattened batch (lax.map), for the samplers' internal use
-  (a loop defeats XLA's common-subexpression merging, hence not in the public path)."""
+  (a loop defeats XLA's common-subexpression merging, hence not in the public path).
+  which: "both" (regime switch as in `_radial`), "small" (the small-time method only) or
+  "eigen" (the eigen-series only), for callers that know the regime of every point."""
+  fn = {"both": lambda X, S, t: _radial_flat(X, S, t, p, method),
+        "small": lambda X, S, t: _SMALL_T[method](X, S, t, p),
+        "eigen": lambda X, S, t: _eigen(X, S, t, p)}[which]
   size, c = X.size, _CHUNK[method]
   if size <= c:
-    return _radial_flat(X, S, t, p, method)
+    return fn(X, S, t)
   m = -(-size // c)
   flat = [jnp.pad(a.reshape(-1), (0, m * c - size), mode="edge").reshape(m, c)
           for a in (X, S, t)]
-  out = jax.lax.map(lambda a: _radial_flat(*a, p, method), tuple(flat))
+  out = jax.lax.map(lambda a: fn(*a), tuple(flat))
   return tuple(o.reshape(-1)[:size].reshape(X.shape) for o in out)
 
 
@@ -903,50 +912,61 @@ _log_prob.defjvp(_log_prob_jvp, symbolic_zeros=True)
 
 
 # ----------------------------------------------------------------------------- sampling
-def _rejection(key, B, draw, dt, levels=3, full_first=True):
+def _rejection(key, B, draw, dt, levels=3, full_first=True, active=None, first=8):
   """Exact rejection sampling, B independent targets.  `draw(key, idx)` returns a candidate
-  and an accept flag for the (1-d int) targets idx.  One full vectorized round, then the
-  pending targets are compacted into chunks of B/8, B/64, ... (`levels` of them; each level
-  runs while more targets are pending than the next chunk holds, the last until none is) so
-  late rounds do not pay for the whole batch.  Every level traces `draw` once more (compile
-  time; `full_first=False` skips the full round, one copy less).  Each target keeps its first
-  accepted candidate: exact."""
+  and an accept flag for the (1-d int) targets idx.  Optionally one full vectorized round;
+  then the pending targets wait in a FIFO ring buffer of indices and are drawn in chunks of
+  B/first, B/(8 first), ... (`levels` of them; each level runs while the pending targets fill a whole
+  chunk, the last until none is pending), so an iteration costs O(chunk), not O(B), and late
+  rounds, or subsets much smaller than B (`active`: only these targets are drawn, the others
+  are returned as 0), do not pay for the whole batch.  Every level traces `draw` once more
+  (compile time; `full_first=False` skips the full round, one copy less).  Each target keeps
+  its first accepted candidate (rejected ones go to the back of the queue): exact."""
   if full_first:
     key, k0 = jax.random.split(key)
     th, done = draw(k0, jnp.arange(B))
     th = jnp.where(done, th, 0.0).astype(dt)
+    pend = ~done
   else:
-    th, done = jnp.zeros((B,), dt), jnp.zeros((B,), bool)
+    th = jnp.zeros((B,), dt)
+    pend = jnp.ones((B,), bool) if active is None else active
+  count = jnp.sum(pend, dtype=jnp.int32)
+  queue = jnp.nonzero(pend, size=B, fill_value=0)[0].astype(jnp.int32)
   chunks = []
-  c = B
+  c = B * 8 // first
   while c > 1 and len(chunks) < levels:
     c = max(1, c // 8)
     chunks.append(c)
   chunks = chunks or [1]
+  state = (th, queue, jnp.int32(0), count, key, 0)
   for i, chunk in enumerate(chunks):
-    nxt = chunks[i + 1] if i + 1 < len(chunks) else 0
+    last = i + 1 == len(chunks)
 
-    def cond(state, nxt=nxt):
+    def cond(state, chunk=chunk, last=last):
       # the iteration cap is a guard against a NaN acceptance ratio (never reached: at
-      # acceptance >= 0.5 the bulk needs ~10 iterations and the tail ~log2(B))
-      return (jnp.sum(~state[1]) > nxt) & (state[3] < _MAX_ITER)
+      # acceptance >= 0.5 the bulk needs ~B/chunk iterations and the tail ~log2(chunk))
+      count = state[3]
+      more = (count > 0) if last else (count >= chunk)
+      return more & (state[5] < _MAX_ITER)
 
     def body(state, chunk=chunk):
-      th, done, k, it = state
+      th, queue, head, count, k, it = state
       k, kd = jax.random.split(k)
-      # pending targets from a rotating offset, so slow ones cannot starve the rest
-      off = (it * chunk) % B
-      idx = jnp.nonzero(jnp.roll(~done, -off), size=chunk, fill_value=B)[0]
-      valid = idx < B
-      ii = (jnp.minimum(idx, B - 1) + off) % B
-      thc, acc = draw(kd, ii)
-      tgt = jnp.where(acc & valid, ii, B)            # out-of-range index: dropped
-      th = th.at[tgt].set(thc.astype(dt), mode="drop")
-      done = done.at[tgt].set(True, mode="drop")
-      return th, done, k, it + 1
+      j = jnp.arange(chunk, dtype=jnp.int32)
+      valid = j < count
+      idx = queue[(head + j) % B]
+      thc, acc = draw(kd, idx)
+      th = th.at[jnp.where(acc & valid, idx, B)].set(thc.astype(dt), mode="drop")
+      rej = valid & ~acc
+      taken = jnp.minimum(count, chunk)
+      # rejected targets to the back of the queue (slots past the live region are free)
+      slot = (head + count + jnp.cumsum(rej, dtype=jnp.int32) - 1) % B
+      queue = queue.at[jnp.where(rej, slot, B)].set(idx, mode="drop")
+      count = count - taken + jnp.sum(rej, dtype=jnp.int32)
+      return th, queue, (head + taken) % B, count, k, it + 1
 
-    th, done, key, _ = jax.lax.while_loop(cond, body, (th, done, key, 0))
-  return th
+    state = jax.lax.while_loop(cond, body, state[:5] + (0,))
+  return state[0]
 
 
 def _s3_accept_maxwell(theta, s):
@@ -1017,12 +1037,12 @@ _sample_theta_s3_jit = jax.jit(_sample_theta_s3)
 _sample_theta_s2_jit = jax.jit(_sample_theta_s2)
 
 
-def _log_radial(theta, t, p, even):
+def _log_radial(theta, t, p, even, which="both"):
   """log of the normalized density of theta on [0, pi] and its theta-derivative:
-  r(theta) = vol(S^{n-1}) p_t(theta) sin^{n-1}(theta)."""
+  r(theta) = vol(S^{n-1}) p_t(theta) sin^{n-1}(theta).  `which` as in `_radial_chunked`."""
   half = 0.5 * theta
   lp, g = _radial_chunked(jnp.cos(half) ** 2, jnp.sin(half) ** 2, t, p,
-                          "contour_even" if even else "contour_odd")
+                          "contour_even" if even else "contour_odd", which)
   s = jnp.sin(theta)
   lr = p["log_vol_sub"] + lp + (p["n"] - 1.0) * jnp.log(s)
   dlr = -s * g + (p["n"] - 1.0) * jnp.cos(theta) / s
@@ -1045,24 +1065,23 @@ def _guess(t, p):
   return centre, spread
 
 
-def _envelope(t, p, even):
-  """Upper hull of log r from tangents at three points (valid for any points since log r is
-  concave in theta for n >= 2: every tangent line lies above it).  Returns the segment left
-  ends and lengths, tangent points, values, slopes and log masses, each of shape (..., 3)."""
+def _tangent_points(t, p):
+  """Three tangent points around the bulk of the law of theta, shape t.shape + (3,)."""
   dt = t.dtype
   eps_th = 1e-6 if dt == jnp.float32 else 1e-12
   c, s = _guess(t, p)
   offs = jnp.asarray([-1.4, 0.0, 1.4], dt)
   # below: down to sqrt(tiny), as the law sits at theta ~ sqrt(n t) (t >= eps^2); above: keep
   # sin(tau) > 0 in floating point
-  tau = jnp.clip(c[..., None] + offs * s[..., None], float(jnp.finfo(dt).tiny) ** 0.5,
-                 _PI * (1.0 - eps_th))
-  # evaluated as one flat (3 B,) batch: a trailing axis of size 3 vectorizes poorly on CPU
-  tt = jnp.broadcast_to(t[..., None], tau.shape)
-  h, d = _log_radial(jnp.moveaxis(tau, -1, 0).reshape(-1), jnp.moveaxis(tt, -1, 0).reshape(-1),
-                     p, even)
-  h, d = (jnp.moveaxis(a.reshape((3,) + t.shape), 0, -1) for a in (h, d))
+  return jnp.clip(c[..., None] + offs * s[..., None], float(jnp.finfo(dt).tiny) ** 0.5,
+                  _PI * (1.0 - eps_th))
 
+
+def _hull(tau, h, d):
+  """Piecewise-exponential upper hull on [0, pi] of a concave log-density from its values h
+  and slopes d at the tangent points tau (each (..., 3); every tangent line of a concave
+  function lies above it).  Returns the segment left ends and lengths, tangent points, values,
+  slopes and log masses, each of shape (..., 3)."""
   def cross(i, j):
     # intersection of consecutive tangent lines, clipped into [tau_i, tau_j]
     den = d[..., i] - d[..., j]
@@ -1082,6 +1101,42 @@ def _envelope(t, p, even):
   return a, L, tau, h, d, logm
 
 
+def _envelope(t, p, even, which="both"):
+  """Hull of the exact log r (log r is concave in theta for n >= 2): three radial evaluations
+  per point."""
+  tau = _tangent_points(t, p)
+  # evaluated as one flat (3 B,) batch: a trailing axis of size 3 vectorizes poorly on CPU
+  tt = jnp.broadcast_to(t[..., None], tau.shape)
+  h, d = _log_radial(jnp.moveaxis(tau, -1, 0).reshape(-1), jnp.moveaxis(tt, -1, 0).reshape(-1),
+                     p, even, which)
+  h, d = (jnp.moveaxis(a.reshape((3,) + t.shape), 0, -1) for a in (h, d))
+  return _hull(tau, h, d)
+
+
+def _girsanov_c(p):
+  """c with p_t(theta) <= (2 pi t)^(-n/2) e^(c t - theta^2/2t) (theta / sin theta)^alpha.
+
+  Girsanov against the Bessel process of R^n (radial drift alpha/theta instead of
+  alpha cot theta, alpha = (n-1)/2) gives exactly
+      p_t(theta) = (2 pi t)^(-n/2) e^(-theta^2/2t) (theta/sin theta)^alpha e^(alpha^2 t/2)
+                   E_bridge[exp(-(alpha^2 - alpha)/2 int_0^t (1/sin^2 - 1/theta^2)(theta_s) ds)],
+  and 1/sin^2 x - 1/x^2 >= 1/3 with alpha >= 1 (n >= 3) bounds the expectation by
+  exp(-(alpha^2 - alpha) t / 6): c = alpha^2/3 + alpha/6 (sharp as t, theta -> 0)."""
+  a = p["alpha"]
+  return a * a / 3.0 + a / 6.0
+
+
+def _analytic_envelope(t, p):
+  """Hull of log q, q(theta) = theta^alpha sin^alpha(theta) e^(-theta^2/2t) (log-concave),
+  from closed-form tangents: no heat-kernel evaluation."""
+  a = p["alpha"]
+  tau = _tangent_points(t, p)
+  tt = t[..., None]
+  h = a * (jnp.log(tau) + jnp.log(jnp.sin(tau))) - tau * tau / (2.0 * tt)
+  d = a * (1.0 / tau + jnp.cos(tau) / jnp.sin(tau)) - tau / tt
+  return _hull(tau, h, d)
+
+
 def _propose(key, env):
   """One draw from the piecewise-exponential envelope and the envelope's log value there."""
   a, L, tau, h, d, logm = env
@@ -1096,21 +1151,52 @@ def _propose(key, env):
 
 
 def _sample_theta(key, t, p, even):
-  """Hull rejection for contour n (t: 1-d): acceptance ~0.88; ~3 radial evaluations per draw
-  for the three tangents plus ~1.7 for the candidates (chunks of B/8 with their tail)."""
+  """Exact draw of theta for contour n (t: 1-d), by one of three exact rejection samplers
+  chosen per point (each run only on its own points, see `_rejection`):
+
+  * t < t_q = min(3 alpha^(-3/2), t_switch): proposal from the hull of the closed-form q of
+    `_analytic_envelope`, accepted with r / (K q) <= 1 (bound of `_girsanov_c`); one
+    contour evaluation per candidate, acceptance >= ~0.65 (it is 1 - O(alpha^(3/2) t)).
+  * t_q <= t < t_switch: hull of the exact log r (three contour evaluations per attempt plus
+    one for the candidate, acceptance ~0.88).
+  * t >= t_switch: the same with the eigen-series only (cheap)."""
   dt = t.dtype
-  env = _envelope(t, p, even)
+  B = t.shape[0]
+  ts = p["t_switch"]
+  t_q = jnp.minimum(3.0 * p["alpha"] ** -1.5, ts)
+  use_q = t < t_q
+  use_eig = t >= ts
+  use_hull = ~use_q & ~use_eig
+  c = _girsanov_c(p)
+  kq, kh, ke = jax.random.split(key, 3)
 
-  def draw(k, idx):
+  def draw_q(k, idx):
     kp, ku = jax.random.split(k)
-    thc, evc = _propose(kp, jax.tree_util.tree_map(lambda e: e[idx], env))
-    lrc, _ = _log_radial(thc, t[idx], p, even)
+    ti = t[idx]
+    thc, evc = _propose(kp, _analytic_envelope(ti, p))
+    lr, _ = _log_radial(thc, ti, p, even, "small")
+    # log(r / (K e^ev)), K = vol(S^{n-1}) (2 pi t)^(-n/2) e^(c t): log vol(S^{n-1}) cancels
+    la = (lr - p["log_vol_sub"] + 0.5 * p["n"] * jnp.log(2.0 * _PI * ti) - c * ti) - evc
     lu = jnp.log(jax.random.uniform(ku, idx.shape, dt, minval=jnp.finfo(dt).tiny, maxval=1.0))
-    return thc, lu <= lrc - evc
+    return thc, lu <= la
 
-  # chunks of B/8 only: the contour is traced twice in all (envelope, loop), which halves
-  # the compile time; the tail costs ~0.6 B extra evaluations
-  return _rejection(key, t.shape[0], draw, dt, levels=1, full_first=False)
+  def draw_hull(which):
+    def draw(k, idx):
+      kp, ku = jax.random.split(k)
+      ti = t[idx]
+      thc, evc = _propose(kp, _envelope(ti, p, even, which))
+      lrc, _ = _log_radial(thc, ti, p, even, which)
+      lu = jnp.log(jax.random.uniform(ku, idx.shape, dt, minval=jnp.finfo(dt).tiny, maxval=1.0))
+      return thc, lu <= lrc - evc
+    return draw
+
+  # Chunk ladders trade run time (padding in the last chunks) for compile time (each level
+  # traces the contour again): the hull band t_q <= t < t_switch is narrow, hence one level.
+  th_q = _rejection(kq, B, draw_q, dt, levels=2, full_first=False, active=use_q)
+  th_h = _rejection(kh, B, draw_hull("small"), dt, levels=1, full_first=False, active=use_hull,
+                    first=32)
+  th_e = _rejection(ke, B, draw_hull("eigen"), dt, levels=3, full_first=False, active=use_eig)
+  return jnp.where(use_q, th_q, jnp.where(use_eig, th_e, th_h))
 
 
 _sample_theta_jit = jax.jit(_sample_theta, static_argnames=("even",))

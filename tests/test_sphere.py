@@ -326,9 +326,12 @@ def test_jit_vmap_and_broadcasting():
 
 
 # ----------------------------------------------------------------------------- sampler
-SAMPLER_TS = (1e-3, 0.03, 0.5, 5.0)
+SAMPLER_TS = (1e-3, 0.03, 0.2, 5.0)
 N_DRAWS = 100_000
-SAMPLER_NS = [1, 2, 3, 4, 127]   # every sampler: n = 1, 2, 3 and the hull (even/odd n)
+# every sampler: n = 1, 2, 3; for n >= 4 the closed-form (Girsanov) envelope at small t, the
+# exact hull with the contour (even n = 16 at t = 0.2, odd n = 127 at t = 0.03) and with the
+# eigen-series (t >= t_switch)
+SAMPLER_NS = [1, 2, 3, 16, 127]
 
 
 @functools.lru_cache(maxsize=None)
@@ -370,6 +373,23 @@ def test_sampler_extreme_times(n):
     assert y.dtype == dtype and bool(jnp.all(jnp.isfinite(y)))
     np.testing.assert_allclose(jnp.sum(y * y, -1), 1.0, rtol=tol(dtype, 1e-12, 1e-6))
     np.testing.assert_allclose(y[t == 0.0], x[t == 0.0], atol=tol(dtype, 1e-12, 1e-6))
+
+
+@pytest.mark.parametrize("n", [4, 15, 127])
+def test_sampler_envelope_bound(n):
+  """The closed-form envelope of the small-t sampler is an upper bound (Girsanov against the
+  Bessel process): log p_t <= -n/2 log(2 pi t) + c t - theta^2/2t + alpha log(theta/sin theta),
+  c = alpha^2/3 + alpha/6, checked against the mpmath reference (tight as t, theta -> 0)."""
+  a = 0.5 * (n - 1)
+  c = a * a / 3.0 + a / 6.0
+  for t in (1e-3, 0.02, 0.2):
+    for th in (1e-3, 0.3 * math.sqrt(n * t), min(math.sqrt(n * t), 2.5), 3.0):
+      bound = (-0.5 * n * math.log(2 * PI * t) + c * t - th * th / (2 * t)
+               + a * math.log(th / math.sin(th)))
+      if bound < -500:     # (the reference is slow there, and below the bound anyway)
+        continue
+      ref = ref_logp(n, t, th)
+      assert ref <= bound + 1e-9 * abs(bound), (t, th, ref, bound)
 
 
 def _radial_cdf(M, t, lo, hi, panels=128):
