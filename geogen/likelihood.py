@@ -28,6 +28,25 @@ SVD/normalization is differentiated).
                   point and kept along the trajectory (as in FFJORD).  With P symmetric
                   this is <z, J z>, z = P r, a probe in the tangent space.
   * 'auto':       exact when M.dim <= exact_max_dim, else Hutchinson.
+
+Chart coordinates (M.has_global_chart: the hyperboloid and its powers).  The ambient trace
+above is exact in exact arithmetic but ill-conditioned on the hyperboloid: the Lorentz
+projection P of an ambient unit vector has size ~ x0^2 ~ e^(2r)/4, so each term of the sum
+is ~ e^(4r) times the field's derivative while the trace is O(1).  Measured on a trained
+flow-matching field on H^2 in float32: at r = 5 the ambient divergence had a round-off
+spread of 30-55 around a true value of -7, so the step controller (which bounds the error
+of the log-density too) shrank the step to ~1e-5 (40% of steps rejected) and hit
+max_steps for points whose backward trajectory went past r ~ 4-5 (238 of the first 1024
+points of its density grid, r0 <= 4.2).  There both the ODE state and the divergence use
+the chart c = M.to_chart(x) in R^dim instead (the worst of those points then takes ~22
+steps in float32, as in float64): with c' = d(to_chart)_x f the chart components of the
+field (f must be tangent, as every geogen field is; it is not re-projected, see
+`chart_field_and_divergence`),
+
+    div_M f = tr(d c' / d c) + <grad_c log sqrt(det g(c)), c'>,
+
+(the coordinate formula (1/sqrt g) d_i(sqrt g c'^i)), whose terms are O(1); the trace is
+exact (one JVP per chart coordinate) or Hutchinson with probes in R^dim.
 """
 from __future__ import annotations
 
@@ -120,26 +139,70 @@ def field_and_divergence(manifold: Manifold, f: Callable, x, t, probes=None):
   return v, div
 
 
+def uses_chart(manifold: Manifold) -> bool:
+  """True when the likelihood works in M's global chart (see the module docstring)."""
+  return bool(getattr(manifold, "has_global_chart", False))
+
+
+def state_size(manifold: Manifold) -> int:
+  """Length of the per-point ODE state (and of a Hutchinson probe): M.dim in the chart,
+  else the number of real ambient features."""
+  return manifold.dim if uses_chart(manifold) else manifold.num_features
+
+
+def chart_field_and_divergence(manifold: Manifold, f: Callable, c, t, probes=None):
+  """Chart velocity c' and Riemannian divergence of f at ONE point given by its chart
+  coordinates c (M.dim,), for M with a global chart.
+
+  probes None: exact trace (one JVP per chart coordinate); else (P, M.dim) Hutchinson
+  probes.  Returns (c' (M.dim,), div scalar).
+  """
+  m = manifold
+  c = jnp.asarray(c)
+
+  def cdot(cc):  # chart components d(to_chart)_x f(x, t) of the field, x = from_chart(cc)
+    x = m.from_chart(cc)
+    # No ambient re-projection P_x: f is tangent (the field contract), and on H^n the
+    # Lorentz projection of a tangent vector cancels terms ~ x0 |f| ~ e^(2r) |f|_x, whose
+    # round-off its JVP amplifies (float32 divergence spread 6 at r = 8 with it, 1e-3
+    # without; float64 reference -10.0).
+    return jax.jvp(m.to_chart, (x,), (f(x, t),))[1]
+
+  exact = probes is None
+  dirs = jnp.eye(c.shape[-1], dtype=c.dtype) if exact else jnp.asarray(probes, c.dtype)
+  cd, jvp = jax.linearize(cdot, c)
+  quad = jnp.sum(dirs * jax.vmap(jvp)(dirs), axis=-1)  # <b, (dc'/dc) b> per direction
+  trace = jnp.sum(quad) if exact else jnp.mean(quad)
+  grad_logvol = jax.grad(m.chart_log_volume_density)(c)
+  return cd, trace + jnp.sum(grad_logvol * cd)
+
+
 def divergence(manifold: Manifold, f: Callable, x, t, probes=None):
   """Riemannian divergence of f(., t) at points x (..., *M.shape) -> (...).
 
-  probes: None (exact) or (..., P, num_features) Hutchinson probes per point.
+  probes: None (exact) or (..., P, state_size(M)) Hutchinson probes per point (chart
+  coordinates where M has a global chart, else ambient features; see `draw_probes`).
   """
   m = manifold
   x = jnp.asarray(x)
   bs = m.batch_shape(x)
   flat = x.reshape((-1,) + tuple(m.shape))
+  if uses_chart(m):
+    one = lambda xx, p=None: chart_field_and_divergence(m, f, m.to_chart(xx), t, p)[1]
+  else:
+    one = lambda xx, p=None: field_and_divergence(m, f, xx, t, p)[1]
   if probes is None:
-    out = jax.vmap(lambda xx: field_and_divergence(m, f, xx, t)[1])(flat)
+    out = jax.vmap(one)(flat)
   else:
     pr = jnp.reshape(probes, (-1,) + jnp.shape(probes)[-2:])
-    out = jax.vmap(lambda xx, p: field_and_divergence(m, f, xx, t, p)[1])(flat, pr)
+    out = jax.vmap(one)(flat, pr)
   return out.reshape(bs)
 
 
 def draw_probes(key, manifold: Manifold, batch_shape, num_probes: int, kind: str, dtype):
-  """Ambient probes (..., num_probes, num_features) with identity covariance."""
-  shape = tuple(batch_shape) + (int(num_probes), manifold.num_features)
+  """Probes (..., num_probes, state_size(M)) with identity covariance (chart coordinates
+  where M has a global chart, else ambient features)."""
+  shape = tuple(batch_shape) + (int(num_probes), state_size(manifold))
   if kind == "rademacher":
     return jax.random.rademacher(key, shape, dtype)
   if kind == "gaussian":
@@ -166,19 +229,28 @@ def ode_log_prob(manifold: Manifold, f: Callable, x, t0, t1, cfg, key=None,
   rdt = jnp.empty((), x.dtype).real.dtype
   t0, t1 = jnp.asarray(t0, rdt), jnp.asarray(t1, rdt)
   mode = divergence_mode(cfg, m)
-  flat = m.to_features(x).reshape(-1, m.num_features)
+  chart = uses_chart(m)
+  to_point, _, _ = _feature_maps(m, f, x.dtype)
+  if chart:  # well-conditioned chart coordinates (module docstring)
+    flat = m.to_chart(x).reshape(-1, m.dim)
+    from_state = lambda s: m.from_chart(s).astype(x.dtype)
+  else:  # real ambient features, re-projected onto M at every evaluation
+    flat = m.to_features(x).reshape(-1, m.num_features)
+    from_state = lambda s: m.proj(to_point(s))
   if mode == "hutchinson":
     if key is None:
       raise ValueError("Hutchinson divergence needs a PRNG key")
     probes = draw_probes(key, m, (flat.shape[0],), cfg.num_probes, cfg.probe, rdt)
   else:
-    probes = jnp.zeros((flat.shape[0], 0, m.num_features), rdt)  # unused placeholder
-  to_point, _, _ = _feature_maps(m, f, x.dtype)
+    probes = jnp.zeros((flat.shape[0], 0, flat.shape[-1]), rdt)  # unused placeholder
 
   def one(r0, pr):
     def rhs(state, t):
-      y = m.proj(to_point(state[0]))
-      v, div = field_and_divergence(m, f, y, t, pr if mode == "hutchinson" else None)
+      pr_t = pr if mode == "hutchinson" else None
+      if chart:
+        v, div = chart_field_and_divergence(m, f, state[0], t, pr_t)
+      else:
+        v, div = field_and_divergence(m, f, from_state(state[0]), t, pr_t)
       return (v, div.astype(rdt))
 
     y0 = (r0, jnp.zeros((), rdt))
@@ -188,7 +260,7 @@ def ode_log_prob(manifold: Manifold, f: Callable, x, t0, t1, cfg, key=None,
     return r1, delta, nfe, ok
 
   r1, delta, nfe, ok = jax.vmap(one)(flat, probes)
-  z = m.proj(to_point(r1)).reshape(x.shape)
+  z = from_state(r1).reshape(x.shape)
   base = m.uniform_log_prob if base_log_prob is None else base_log_prob
   delta = delta.reshape(bs)
   logp = base(z) + delta

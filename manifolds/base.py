@@ -243,6 +243,26 @@ class Manifold:
           f"{tuple(int(i) for i in worst)} exceeds atol={atol:.3g}")
     return x
 
+  # ------------------------------------------------------------------ optional global chart
+  # A global chart c = to_chart(x) in R^dim, for manifolds whose ambient coordinates make
+  # derivatives of fields ill-conditioned (the hyperboloid: the Lorentz tangent projection of
+  # an ambient unit vector has size ~ e^(2r) at distance r from the origin).  Consumers such
+  # as geogen.likelihood take divergences in the chart when `has_global_chart` is True.
+  has_global_chart: bool = False
+
+  def to_chart(self, x):
+    """Chart coordinates of points.  (..., *shape) -> (..., dim)."""
+    raise NotImplementedError(f"{self.spec} has no global chart")
+
+  def from_chart(self, c):
+    """Inverse of `to_chart`.  (..., dim) -> (..., *shape)."""
+    raise NotImplementedError(f"{self.spec} has no global chart")
+
+  def chart_log_volume_density(self, c):
+    """log sqrt(det g(c)) of the metric in the chart (Riemannian volume = e^this dc).
+    (..., dim) -> (...)."""
+    raise NotImplementedError(f"{self.spec} has no global chart")
+
   # ------------------------------------------------------------------ features for networks
   @property
   def num_features(self) -> int:

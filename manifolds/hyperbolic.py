@@ -112,6 +112,22 @@ class Hyperbolic(Manifold):
     p = jnp.asarray(p)
     return _lift(2.0 * p / (1.0 - _dot(p, p))[..., None])
 
+  # ------------------------------------------------------------------ global chart
+  # The spatial part x' is a global chart (x = (sqrt(1 + |x'|^2), x')).  The pulled-back
+  # metric is g = I - x' x'^T / (1 + |x'|^2), det g = 1 / (1 + |x'|^2).  Derivatives of a
+  # field in this chart are O(1) where Lorentz-projected ambient ones are O(e^(2r)).
+  has_global_chart = True
+
+  def to_chart(self, x):
+    return jnp.asarray(x)[..., 1:]
+
+  def from_chart(self, c):
+    return _lift(jnp.asarray(c))
+
+  def chart_log_volume_density(self, c):
+    c = jnp.asarray(c)
+    return -0.5 * jnp.log1p(_dot(c, c))
+
   # ------------------------------------------------------------------ metric
   def inner(self, x, u, v):
     """<u, v>_L for u, v in T_x M, from the spatial parts (see module docstring)."""

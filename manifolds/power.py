@@ -29,6 +29,7 @@ class Power(Manifold):
     self.shape = (self.k,) + tuple(base.shape)
     self.is_complex = base.is_complex
     self.compact = base.compact
+    self.has_global_chart = base.has_global_chart
 
   @property
   def spec(self):
@@ -71,6 +72,20 @@ class Power(Manifold):
   def input_features(self, x):
     f = self.base.input_features(x)  # (..., k, F_base)
     return jnp.reshape(f, f.shape[:-2] + (-1,))
+
+  # Product chart: the factors' charts concatenated, (..., k * base.dim).
+  def to_chart(self, x):
+    c = self.base.to_chart(x)  # (..., k, base.dim)
+    return jnp.reshape(c, c.shape[:-2] + (-1,))
+
+  def from_chart(self, c):
+    c = jnp.asarray(c)
+    return self.base.from_chart(jnp.reshape(c, c.shape[:-1] + (self.k, self.base.dim)))
+
+  def chart_log_volume_density(self, c):
+    c = jnp.asarray(c)
+    c = jnp.reshape(c, c.shape[:-1] + (self.k, self.base.dim))
+    return jnp.sum(self.base.chart_log_volume_density(c), axis=-1)
 
   def random_uniform(self, key, batch_shape=(), dtype=None):
     return self.base.random_uniform(key, tuple(batch_shape) + (self.k,), dtype)
