@@ -153,6 +153,11 @@ _S3_UNIFORM = 1.1              # S^3 sampler: uniform proposal above this time (
 _L_S3 = 12                     # eigen terms of the S^3 acceptance ratio (s >= 1.1: < 1e-28)
 _MAX_ITER = 1000               # rejection loops: guard only (see _rejection)
 _METHODS = {1: "circle", 2: "mehler", 3: "images"}
+_CONTOUR_METHODS = ("contour_odd", "contour_even", "real_odd")
+_REAL_MAX_N = 23               # odd 5 <= n <= this: real-axis derivatives where theta <= pi/2
+_REAL_S0 = 0.25                # Taylor centre (in S) of F = 2F1(1, 1; 3/2; S)
+_REAL_TERMS = {"float64": 60, "float32": 36}   # Taylor terms: |S - S0| <= 1/4, radius 3/4
+_SUBSET_CHUNK = 1024           # chunk of the compacted contour subset (`_on_subset`)
 
 
 def log_volume(n: int) -> float:
@@ -231,7 +236,7 @@ def _padded_length(L: int, method: str, name: str) -> int:
   """Eigen-series length, padded so that one compiled kernel serves many n: contour methods
   use at least 48 (float64) / 32 (float32) terms (L <= 46 / 24 for n <= 1023), the closed
   forms a multiple of 16 (the unrolled series is cheap next to the small-time method)."""
-  floor = (48 if name == "float64" else 32) if method.startswith("contour") else 16
+  floor = (48 if name == "float64" else 32) if method in _CONTOUR_METHODS else 16
   return max(floor, -(-L // 16) * 16)
 
 
@@ -247,7 +252,8 @@ class SphereHeat:
     self.n = n
     self.alpha = 0.5 * (n - 1)
     self.even = (n % 2 == 0)
-    self.method = _METHODS.get(n, "contour_even" if self.even else "contour_odd")
+    self.method = _METHODS.get(n, "contour_even" if self.even else
+                               ("real_odd" if n <= _REAL_MAX_N else "contour_odd"))
     self.log_vol = log_volume(n)
     tab = _SeriesTables(n)
     self.t_switch = {k: tab.t_switch(r) for k, r in _R_MAX.items()}
@@ -279,6 +285,8 @@ class SphereHeat:
           "ah": 2.0 * (l + lp) / (2 * lp + l), "bh": l / (2 * lp + l),
           "rho": rho[1:Lp - 1], "dco": tab.dcoef[2:Lp],
       }
+      if self.method == "real_odd":
+        p["ftab"] = _real_tables(int(a), _REAL_TERMS[name])
       # numpy (not jnp) arrays: safe to cache even when first built inside a jax trace
       npdt = np.float64 if name == "float64" else np.float32
       self._params[name] = {k: np.asarray(v, npdt) for k, v in p.items()}
@@ -327,7 +335,7 @@ class SphereHeat:
     elif self.n == 3:
       th = _sample_theta_s3_jit(key, tf)
     else:
-      th = _sample_theta_jit(key, tf, self.params(dt), even=self.even)
+      th = _sample_theta_jit(key, tf, self.params(dt), method=self.method)
     return th.reshape(shape)
 
 
@@ -341,6 +349,8 @@ def _regimes(X, S, t, p, method):
   elif method == "mehler":
     out["truncated"] = c & (_mehler_lambda(X, S, tc) < 1.0)
   else:
+    if method == "real_odd":
+      out["real"] = c & (X >= 0.5)
     _, _, keyhole, phic, moved = _plan(X, S, tc, p, method == "contour_even")
     out.update({"keyhole": c & keyhole, "closed": c & ~keyhole,
                 "full_arc": c & (phic >= _PI), "moved": c & moved})
@@ -812,11 +822,117 @@ def _contour(X, S, t, p, even):
 
 
 
+# ----------------------------------------------------------------------------- odd n, real axis
+def _real_tables(m: int, K: int) -> np.ndarray:
+  """tab[i, k] = d_(k+i) (k+i)!/k!  (i <= m + 1, k < K), float64: the Taylor coefficients of
+  the derivatives F^(i)(S0 + s) = sum_k tab[i, k] s^k, where d_j are those of
+  F(S) = arcsin(sqrt S) / sqrt(S (1 - S)) = 2F1(1, 1; 3/2; S) at S0 = 1/4.
+
+  The hypergeometric equation S(1-S) F'' + (3/2 - 3S) F' - F = 0 gives the three-term
+  recurrence  S0(1-S0)(k+2)(k+1) d_(k+2) + ((1-2S0)k + 3/2 - 3S0)(k+1) d_(k+1) = (k+1)^2 d_k.
+  F is analytic in |S - S0| < 3/4, the other solution (S^(-1/2) at 0) only in |S - S0| < 1/4,
+  so F is the minimal solution and the recurrence is run backwards (Miller's algorithm: the
+  start's error decays like 3^-(N-k)), normalized by d_0 = F(1/4) = 2 pi / (3 sqrt 3).  All
+  terms are positive: no cancellation."""
+  s0 = _REAL_S0
+  N = K + m + 2 + 80
+  d = np.zeros(N + 2)
+  d[N] = 1.0
+  for k in range(N - 1, -1, -1):
+    d[k] = (s0 * (1 - s0) * (k + 2) * (k + 1) * d[k + 2]
+            + ((1 - 2 * s0) * k + 1.5 - 3 * s0) * (k + 1) * d[k + 1]) / (k + 1) ** 2
+    if d[k] > 1e250:                      # rescale (only the ratios matter until the end)
+      d[k:] *= 1e-250
+  d *= (2 * _PI / (3 * math.sqrt(3.0))) / d[0]
+  k = np.arange(K, dtype=np.float64)
+  tab = np.empty((m + 2, K))
+  fall = np.ones(K)                        # (k+i)!/k!
+  for i in range(m + 2):
+    tab[i] = d[i:i + K] * fall
+    fall = fall * (k + i + 1)
+  return tab
+
+
+def _real_odd(X, S, t, p):
+  """(log p, d log p / du) for odd n = 2m + 1 where theta <= pi/2 (S <= 1/2), on the real axis.
+
+  For odd n, D^alpha in the contour formula is the ordinary m-th X-derivative of
+  Theta = sum_j exp(-(theta + 2 pi j)^2 / 2t).  For theta <= pi/2 and t < t_switch only the
+  main image matters (the others are below exp(-pi^2/t) <= 1e-19 relative, times their
+  derivative growth 3^m), and D^k e^h = e^h Y_k(h', ..., h^(k)) (complete Bell polynomials) with
+  h = -theta^2/2t, h^(i+1)(X) = (2/t) (-1)^i F^(i)(S): the derivatives of F come from the
+  positive Taylor tables of `_real_tables`.  With a = h' and b_i = h^(i+1)/a^(i+1) =
+  (-t/2F)^i F^(i)/F, y_k = Y_k / a^k obeys y_(k+1) = sum_i C(k, i) b_i y_(k-i): the terms
+  b_i are O(t^i), so the alternating sum loses at most a modest factor (y_m >= 0.01 for n <= 23
+  at t <= t_switch; float64 error <= 7e-12 relative against the contour, float32 ~2e-5).
+  log p = -m log(4 pi) + m^2 t/2 - log(2 pi t)/2 - theta^2/2t + m log a + log y_m and
+  d log p / du = (a/2) y_(m+1) / y_m (u = 2X - 1)."""
+  tab = p["ftab"]                                   # (m + 2, K)
+  m = tab.shape[0] - 2
+  K = tab.shape[1]
+  s = S - _REAL_S0
+  F = []
+  for i in range(m + 2):                            # Horner, one plain polynomial each
+    acc = jnp.full_like(s, tab[i, K - 1])
+    for k in range(K - 2, -1, -1):
+      acc = acc * s + tab[i, k]
+    F.append(acc)
+  a = (2.0 / t) * F[0]
+  r = -(0.5 * t) / F[0]
+  b = [jnp.ones_like(s)]
+  ri = jnp.ones_like(s)
+  for i in range(1, m + 1):
+    ri = ri * r
+    b.append(ri * F[i] / F[0])
+  y = [jnp.ones_like(s)]
+  for k in range(m + 1):
+    y.append(sum(math.comb(k, i) * b[i] * y[k - i] for i in range(k + 1)))
+  theta = 2.0 * _asin_sc(jnp.sqrt(S), jnp.sqrt(X))
+  logp = (-m * math.log(4 * _PI) + 0.5 * m * m * t - 0.5 * jnp.log(2 * _PI * t)
+          - theta * theta / (2.0 * t) + m * jnp.log(a) + jnp.log(y[m]))
+  return logp, 0.5 * a * y[m + 1] / y[m]
+
+
+def _on_subset(fn, mask, X, S, t, chunk=_SUBSET_CHUNK):
+  """fn(X, S, t) -> (log p, g) on the points where `mask` only (0 elsewhere): the subset is
+  compacted and processed in chunks, and chunks past its end are skipped (lax.cond), so a
+  costly method pays only for its own points.  Shapes as in `_radial`."""
+  shape, B = X.shape, X.size
+  if B == 0:
+    return fn(X, S, t)
+  c = min(chunk, B)
+  nch = -(-B // c)
+  count = jnp.sum(mask, dtype=jnp.int32)
+  idx = jnp.nonzero(mask.reshape(-1), size=nch * c, fill_value=0)[0]
+  sub = tuple(a.reshape(-1)[idx].reshape(nch, c) for a in (X, S, t))
+
+  def one(args):
+    i, a = args[0], args[1:]
+    return jax.lax.cond(i * c < count, lambda v: fn(*v),
+                        lambda v: (jnp.zeros_like(v[0]), jnp.zeros_like(v[0])), a)
+
+  out = jax.lax.map(one, (jnp.arange(nch, dtype=jnp.int32),) + sub)
+  tgt = jnp.where(jnp.arange(nch * c) < count, idx, B)
+  return tuple(jnp.zeros((B,), X.dtype).at[tgt].set(o.reshape(-1), mode="drop").reshape(shape)
+               for o in out)
+
+
+def _real_odd_or_contour(X, S, t, p, need):
+  """Odd 5 <= n <= 23: `_real_odd` where theta <= pi/2, the contour (on the compacted subset)
+  elsewhere for the points in `need` (None: all)."""
+  real = X >= 0.5
+  lr, gr = _real_odd(jnp.where(real, X, 0.5), jnp.where(real, S, 0.5), t, p)
+  hard = ~real if need is None else need & ~real
+  lc, gc = _on_subset(lambda X, S, t: _contour(X, S, t, p, even=False), hard, X, S, t)
+  return jnp.where(real, lr, lc), jnp.where(real, gr, gc)
+
+
 # ----------------------------------------------------------------------------- dispatch
 _SMALL_T = {"circle": lambda X, S, t, p: _images_circle(X, S, t),
             "images": lambda X, S, t, p: _images_s3(X, S, t),
             "mehler": lambda X, S, t, p: _mehler_s2(X, S, t),
             "contour_odd": functools.partial(_contour, even=False),
+            "real_odd": lambda X, S, t, p: _real_odd_or_contour(X, S, t, p, None),
             "contour_even": functools.partial(_contour, even=True)}
 
 
@@ -829,7 +945,7 @@ def _radial(X, S, t, p, method):
 
 # Batch chunk per method: the formulas create (chunk, nodes) temporaries, and XLA's CPU code
 # is memory bound once they leave the cache (measured: S^2 1.7x, S^15 1.3x faster).
-_CHUNK = {"circle": 1024, "images": 1024, "mehler": 1024, "contour_odd": 4096,
+_CHUNK = {"circle": 1024, "images": 1024, "mehler": 1024, "contour_odd": 4096, "real_odd": 4096,
           "contour_even": 4096}
 
 
@@ -864,7 +980,11 @@ def _radial_flat(X, S, t, p, method):
   # mixed in practice, and plain code lets XLA share the work of log p and score when both
   # are requested in one jitted function.
   le, ge = _eigen(X, S, jnp.where(use_eig, t, ts), p)
-  lc, gc = _SMALL_T[method](X, S, jnp.where(use_eig, 0.5 * ts, t), p)
+  tm = jnp.where(use_eig, 0.5 * ts, t)
+  if method == "real_odd":
+    lc, gc = _real_odd_or_contour(X, S, tm, p, ~use_eig)
+  else:
+    lc, gc = _SMALL_T[method](X, S, tm, p)
   return jnp.where(use_eig, le, lc), jnp.where(use_eig, ge, gc)
 
 
@@ -1037,12 +1157,11 @@ _sample_theta_s3_jit = jax.jit(_sample_theta_s3)
 _sample_theta_s2_jit = jax.jit(_sample_theta_s2)
 
 
-def _log_radial(theta, t, p, even, which="both"):
+def _log_radial(theta, t, p, method, which="both"):
   """log of the normalized density of theta on [0, pi] and its theta-derivative:
   r(theta) = vol(S^{n-1}) p_t(theta) sin^{n-1}(theta).  `which` as in `_radial_chunked`."""
   half = 0.5 * theta
-  lp, g = _radial_chunked(jnp.cos(half) ** 2, jnp.sin(half) ** 2, t, p,
-                          "contour_even" if even else "contour_odd", which)
+  lp, g = _radial_chunked(jnp.cos(half) ** 2, jnp.sin(half) ** 2, t, p, method, which)
   s = jnp.sin(theta)
   lr = p["log_vol_sub"] + lp + (p["n"] - 1.0) * jnp.log(s)
   dlr = -s * g + (p["n"] - 1.0) * jnp.cos(theta) / s
@@ -1101,14 +1220,14 @@ def _hull(tau, h, d):
   return a, L, tau, h, d, logm
 
 
-def _envelope(t, p, even, which="both"):
+def _envelope(t, p, method, which="both"):
   """Hull of the exact log r (log r is concave in theta for n >= 2): three radial evaluations
   per point."""
   tau = _tangent_points(t, p)
   # evaluated as one flat (3 B,) batch: a trailing axis of size 3 vectorizes poorly on CPU
   tt = jnp.broadcast_to(t[..., None], tau.shape)
   h, d = _log_radial(jnp.moveaxis(tau, -1, 0).reshape(-1), jnp.moveaxis(tt, -1, 0).reshape(-1),
-                     p, even, which)
+                     p, method, which)
   h, d = (jnp.moveaxis(a.reshape((3,) + t.shape), 0, -1) for a in (h, d))
   return _hull(tau, h, d)
 
@@ -1150,7 +1269,7 @@ def _propose(key, env):
   return th, h_ + d_ * (th - tau_)
 
 
-def _sample_theta(key, t, p, even):
+def _sample_theta(key, t, p, method):
   """Exact draw of theta for contour n (t: 1-d), by one of three exact rejection samplers
   chosen per point (each run only on its own points, see `_rejection`):
 
@@ -1176,7 +1295,7 @@ def _sample_theta(key, t, p, even):
     kp, ku = jax.random.split(k)
     ti = t[idx]
     thc, evc = _propose(kp, _analytic_envelope(ti, p))
-    lr, _ = _log_radial(thc, ti, p, even, "small")
+    lr, _ = _log_radial(thc, ti, p, method, "small")
     # log(r / (K e^ev)), K = vol(S^{n-1}) (2 pi t)^(-n/2) e^(c t): log vol(S^{n-1}) cancels
     la = (lr - p["log_vol_sub"] + 0.5 * p["n"] * jnp.log(2.0 * _PI * ti) - c * ti) - evc
     lu = jnp.log(jax.random.uniform(ku, idx.shape, dt, minval=jnp.finfo(dt).tiny, maxval=1.0))
@@ -1186,8 +1305,8 @@ def _sample_theta(key, t, p, even):
     def draw(k, idx):
       kp, ku = jax.random.split(k)
       ti = t[idx]
-      thc, evc = _propose(kp, _envelope(ti, p, even, which))
-      lrc, _ = _log_radial(thc, ti, p, even, which)
+      thc, evc = _propose(kp, _envelope(ti, p, method, which))
+      lrc, _ = _log_radial(thc, ti, p, method, which)
       lu = jnp.log(jax.random.uniform(ku, idx.shape, dt, minval=jnp.finfo(dt).tiny, maxval=1.0))
       return thc, lu <= lrc - evc
     return draw
@@ -1201,7 +1320,7 @@ def _sample_theta(key, t, p, even):
   return jnp.where(use_q, th_q, jnp.where(use_eig, th_e, th_h))
 
 
-_sample_theta_jit = jax.jit(_sample_theta, static_argnames=("even",))
+_sample_theta_jit = jax.jit(_sample_theta, static_argnames=("method",))
 
 
 def _log_expm1c(x):

@@ -190,6 +190,8 @@ def test_log_heat_kernel_vs_mpmath(n):
         assert r["moved"].any() and (small & ~r["moved"]).any()
     else:
       assert r["closed"].any()
+      if M.heat.method == "real_odd":     # real-axis derivatives (theta <= pi/2) and contour
+        assert (small & r["real"]).any() and (small & ~r["real"]).any()
       if n > 100:
         assert (small & ~r["full_arc"]).any()
 
