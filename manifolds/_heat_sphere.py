@@ -14,6 +14,8 @@ n              t < t_switch                            t >= t_switch
 1              images (wrapped normal), closed form    Fourier (eigen-)series
 2              Mehler-type integral, 6/12-node rule    Gegenbauer eigen-series
 3              images, closed form                     Gegenbauer eigen-series
+odd 5 ... 23   real-axis derivatives for theta <= pi/2  Gegenbauer eigen-series
+               (`_real_odd`), contour elsewhere
 4 ... 1023     contour integral (below)                Gegenbauer eigen-series
 =============  =====================================  ===================================
 
@@ -1161,10 +1163,12 @@ def _log_radial(theta, t, p, method, which="both"):
   """log of the normalized density of theta on [0, pi] and its theta-derivative:
   r(theta) = vol(S^{n-1}) p_t(theta) sin^{n-1}(theta).  `which` as in `_radial_chunked`."""
   half = 0.5 * theta
-  lp, g = _radial_chunked(jnp.cos(half) ** 2, jnp.sin(half) ** 2, t, p, method, which)
-  s = jnp.sin(theta)
+  ch, sh = jnp.cos(half), jnp.sin(half)       # (XLA's CPU sin/cos are slow: two, not four)
+  X, S = ch * ch, sh * sh
+  lp, g = _radial_chunked(X, S, t, p, method, which)
+  s = 2.0 * sh * ch                             # sin(theta)
   lr = p["log_vol_sub"] + lp + (p["n"] - 1.0) * jnp.log(s)
-  dlr = -s * g + (p["n"] - 1.0) * jnp.cos(theta) / s
+  dlr = -s * g + (p["n"] - 1.0) * (X - S) / s
   return lr, dlr
 
 
@@ -1261,7 +1265,13 @@ def _propose(key, env):
   a, L, tau, h, d, logm = env
   k1, k2 = jax.random.split(key)
   dt = a.dtype
-  seg = jax.random.categorical(k1, logm - jnp.max(logm, axis=-1, keepdims=True), axis=-1)
+  # segment by inverse CDF of the three masses (one uniform; cheaper than categorical's
+  # three Gumbel draws)
+  w = jnp.exp(logm - jnp.max(logm, axis=-1, keepdims=True))
+  c1, c2 = w[..., 0], w[..., 0] + w[..., 1]
+  v = jax.random.uniform(k1, c1.shape, dt) * (c2 + w[..., 2])
+  seg = (v >= c1).astype(jnp.int32) + ((v >= c2) & (w[..., 2] > 0)).astype(jnp.int32)
+  seg = jnp.where((seg == 1) & (w[..., 1] <= 0), 0, seg)     # never an empty segment
   pick = lambda arr: jnp.take_along_axis(arr, seg[..., None], axis=-1)[..., 0]
   a_, L_, tau_, h_, d_ = pick(a), pick(L), pick(tau), pick(h), pick(d)
   u = jax.random.uniform(k2, a_.shape, dt, minval=jnp.finfo(dt).tiny, maxval=1.0)
