@@ -330,10 +330,10 @@ def test_jit_vmap_and_broadcasting():
 # ----------------------------------------------------------------------------- sampler
 SAMPLER_TS = (1e-3, 0.03, 0.2, 5.0)
 N_DRAWS = 100_000
-# every sampler: n = 1, 2, 3; for n >= 4 the closed-form (Girsanov) envelope (t = 1e-3), the
-# exact hull with the contour (t = 0.03: t_q < t < t_switch for n = 127 and 128, odd and even)
-# and with the eigen-series (t >= t_switch)
-SAMPLER_NS = [1, 2, 3, 127, 128]
+# every sampler: n = 1, 2, 3; for n >= 4 the closed-form (Girsanov) envelope (t = 1e-3; n = 15
+# up to t_switch, with real-axis kernel evaluations), the exact hull with the contour (t = 0.03:
+# t_q < t < t_switch for n = 127 and 128, odd and even) and with the eigen-series (t >= t_switch)
+SAMPLER_NS = [1, 2, 3, 15, 127, 128]
 
 
 @functools.lru_cache(maxsize=None)
