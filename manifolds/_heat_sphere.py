@@ -14,8 +14,9 @@ n              t < t_switch                            t >= t_switch
 1              images (wrapped normal), closed form    Fourier (eigen-)series
 2              Mehler-type integral, 6/12-node rule    Gegenbauer eigen-series
 3              images, closed form                     Gegenbauer eigen-series
-odd 5 ... 23   real-axis derivatives for theta <= pi/2  Gegenbauer eigen-series
-               (`_real_odd`), contour elsewhere
+odd 5 ... 23   real-axis derivatives of the main image  Gegenbauer eigen-series
+               (`_real_odd`) where accurate (all but
+               a band pi - theta < ~5 t), contour there
 4 ... 1023     contour integral (below)                Gegenbauer eigen-series
 =============  =====================================  ===================================
 
@@ -156,10 +157,10 @@ _L_S3 = 12                     # eigen terms of the S^3 acceptance ratio (s >= 1
 _MAX_ITER = 1000               # rejection loops: guard only (see _rejection)
 _METHODS = {1: "circle", 2: "mehler", 3: "images"}
 _CONTOUR_METHODS = ("contour_odd", "contour_even", "real_odd")
-_REAL_MAX_N = 23               # odd 5 <= n <= this: real-axis derivatives where theta <= pi/2
+_REAL_MAX_N = 23               # odd 5 <= n <= this: real-axis derivatives (`_real_odd`)
 _REAL_S0 = 0.25                # Taylor centre (in S) of F = 2F1(1, 1; 3/2; S)
 _REAL_TERMS = {"float64": 60, "float32": 36}   # Taylor terms: |S - S0| <= 1/4, radius 3/4
-_SUBSET_CHUNK = 1024           # chunk of the compacted contour subset (`_on_subset`)
+_SUBSET_CHUNK = 128           # chunk of the compacted contour subset (`_on_subset`)
 
 
 def log_volume(n: int) -> float:
@@ -352,7 +353,9 @@ def _regimes(X, S, t, p, method):
     out["truncated"] = c & (_mehler_lambda(X, S, tc) < 1.0)
   else:
     if method == "real_odd":
-      out["real"] = c & (X >= 0.5)
+      ok = _real_odd(X, S, tc, p)[2]
+      out["real"] = c & ok
+      out["real_hi"] = c & ok & (S > 0.5)     # theta > pi/2: closed form + recurrence
     _, _, keyhole, phic, moved = _plan(X, S, tc, p, method == "contour_even")
     out.update({"keyhole": c & keyhole, "closed": c & ~keyhole,
                 "full_arc": c & (phic >= _PI), "moved": c & moved})
@@ -856,25 +859,45 @@ def _real_tables(m: int, K: int) -> np.ndarray:
 
 
 def _real_odd(X, S, t, p):
-  """(log p, d log p / du) for odd n = 2m + 1 where theta <= pi/2 (S <= 1/2), on the real axis.
+  """(log p, d log p / du, ok) for odd n = 2m + 1 on the real axis; `ok` marks the points
+  where the result is accurate (the others need the contour).
 
   For odd n, D^alpha in the contour formula is the ordinary m-th X-derivative of
-  Theta = sum_j exp(-(theta + 2 pi j)^2 / 2t).  For theta <= pi/2 and t < t_switch only the
-  main image matters (the others are below exp(-pi^2/t) <= 1e-19 relative, times their
-  derivative growth 3^m), and D^k e^h = e^h Y_k(h', ..., h^(k)) (complete Bell polynomials) with
-  h = -theta^2/2t, h^(i+1)(X) = (2/t) (-1)^i F^(i)(S): the derivatives of F come from the
-  positive Taylor tables of `_real_tables`.  With a = h' and b_i = h^(i+1)/a^(i+1) =
-  (-t/2F)^i F^(i)/F, y_k = Y_k / a^k obeys y_(k+1) = sum_i C(k, i) b_i y_(k-i): the terms
-  b_i are O(t^i), so the alternating sum loses at most a modest factor (y_m >= 0.01 for n <= 23
-  at t <= t_switch; float64 error <= 7e-12 relative against the contour, float32 ~2e-5).
-  log p = -m log(4 pi) + m^2 t/2 - log(2 pi t)/2 - theta^2/2t + m log a + log y_m and
-  d log p / du = (a/2) y_(m+1) / y_m (u = 2X - 1)."""
+  Theta = sum_j exp(-(theta + 2 pi j)^2 / 2t).  Only the main image j = 0 is kept: the next,
+  2 pi - theta, is exp(-2 pi (pi - theta) / t) smaller, below e^-25 where `ok` (it matters only
+  near the antipode).  D^k e^h = e^h Y_k(h', ..., h^(k)) (complete Bell polynomials) with
+  h = -theta^2/2t, h^(i+1)(X) = (2/t) (-1)^i F^(i)(S), F(S) = 2F1(1, 1; 3/2; S) =
+  arcsin(sqrt S) / sqrt(S (1 - S)).  The derivatives of F come from
+
+  * S <= 1/2: the positive Taylor tables of `_real_tables` (the forward derivative recurrence
+    below is unstable there: the other solution, S^(-1/2) at 0, dominates);
+  * S > 1/2: the closed form, F' = (1 + (2S - 1) F) / (2 S (1 - S)) and the differentiated
+    hypergeometric equation
+        S (1 - S) F^(k+2) = (k + 1)^2 F^(k) + (k + 3/2) (2S - 1) F^(k+1),
+    all of whose terms are positive there (stable; no cancellation).
+
+  With a = h' and b_i = h^(i+1)/a^(i+1) = (-t/2F)^i F^(i)/F, y_k = Y_k / a^k obeys
+  y_(k+1) = sum_i C(k, i) b_i y_(k-i), an alternating sum.  Its cancellation is measured by
+  the same recursion on |b_i| (ybar_m / y_m); `ok` requires ybar / y <= 1e4 (float64) or
+  1e3 (float32) for y_m and y_(m+1), and the neglected image below e^-36 (float64) or e^-25
+  (float32).  Measured against the contour for n = 5 ... 23 and t < t_switch, the real axis
+  then serves theta up to pi - theta ~ 4-6 t (float64 errors <= 5e-12 for log p and score,
+  float32 <= 2e-5 / 5e-6), except at the largest t for n >= 19 in float32, where the
+  cancellation hands part of theta <= pi/2 to the contour too: the contour is left for a thin
+  band at the antipode.  log p = -m log(4 pi) + m^2 t/2 - log(2 pi t)/2 - theta^2/2t
+  + m log a + log y_m and d log p / du = (a/2) y_(m+1) / y_m (u = 2X - 1)."""
   tab = p["ftab"]                                   # (m + 2, K)
   m = tab.shape[0] - 2
   K = tab.shape[1]
-  s = S - _REAL_S0
+  sx, ss = jnp.sqrt(X), jnp.sqrt(S)
+  theta = 2.0 * _asin_sc(ss, sx)
+  eps_th = 2.0 * _asin_sc(sx, ss)                   # pi - theta, accurate at the antipode
+  hi = S > 0.5
+  f64 = X.dtype == jnp.float64
+  img = 2.0 * _PI * eps_th >= (36.0 if f64 else 25.0) * t
+  s = jnp.where(hi, 0.0, S - _REAL_S0)
   F = []
-  for i in range(m + 2):                            # Horner, one plain polynomial each
+  for i in range(m + 1):                            # Horner, one plain polynomial each
     acc = jnp.full_like(s, tab[i, K - 1])
     for k in range(K - 2, -1, -1):
       acc = acc * s + tab[i, k]
@@ -886,13 +909,29 @@ def _real_odd(X, S, t, p):
   for i in range(1, m + 1):
     ri = ri * r
     b.append(ri * F[i] / F[0])
-  y = [jnp.ones_like(s)]
+  # S > 1/2: the recurrence written for b_k directly (F^(k) itself grows like X^-k and would
+  # overflow float32 near the antipode for m ~ 11); the two terms never cancel
+  use_hi = hi & img                                 # others: a harmless stand-in S = 3/4
+  Sh, Xh = jnp.where(use_hi, S, 0.75), jnp.where(use_hi, X, 0.25)
+  q, w = Sh * Xh, 2.0 * Sh - 1.0
+  Fh = 0.5 * jnp.where(use_hi, theta, 2.0 * _PI / 3.0) / jnp.sqrt(q)
+  rh = -(0.5 * t) / Fh
+  rq = rh / q
+  bh = [jnp.ones_like(s), rh * (1.0 + w * Fh) / (2.0 * q * Fh)]
+  for k in range(m - 1):
+    bh.append(rq * ((1.0 + k) ** 2 * rh * bh[k] + (1.5 + k) * w * bh[k + 1]))
+  a = jnp.where(hi, (2.0 / t) * Fh, a)
+  b = [jnp.where(hi, u, v) for u, v in zip(bh, b)]
+  y, ybar = [jnp.ones_like(s)], [jnp.ones_like(s)]
   for k in range(m + 1):
     y.append(sum(math.comb(k, i) * b[i] * y[k - i] for i in range(k + 1)))
-  theta = 2.0 * _asin_sc(jnp.sqrt(S), jnp.sqrt(X))
+    ybar.append(sum(math.comb(k, i) * (-1) ** i * b[i] * ybar[k - i] for i in range(k + 1)))
+  cmax = 1e4 if f64 else 1e3
+  ok = img & (ybar[m] <= cmax * y[m]) & (ybar[m + 1] <= cmax * jnp.abs(y[m + 1]))
+  ym = jnp.where(ok, y[m], 1.0)
   logp = (-m * math.log(4 * _PI) + 0.5 * m * m * t - 0.5 * jnp.log(2 * _PI * t)
-          - theta * theta / (2.0 * t) + m * jnp.log(a) + jnp.log(y[m]))
-  return logp, 0.5 * a * y[m + 1] / y[m]
+          - theta * theta / (2.0 * t) + m * jnp.log(a) + jnp.log(ym))
+  return logp, 0.5 * a * y[m + 1] / ym, ok
 
 
 def _on_subset(fn, mask, X, S, t, chunk=_SUBSET_CHUNK):
@@ -920,10 +959,9 @@ def _on_subset(fn, mask, X, S, t, chunk=_SUBSET_CHUNK):
 
 
 def _real_odd_or_contour(X, S, t, p, need):
-  """Odd 5 <= n <= 23: `_real_odd` where theta <= pi/2, the contour (on the compacted subset)
+  """Odd 5 <= n <= 23: `_real_odd` where it is accurate, the contour (on the compacted subset)
   elsewhere for the points in `need` (None: all)."""
-  real = X >= 0.5
-  lr, gr = _real_odd(jnp.where(real, X, 0.5), jnp.where(real, S, 0.5), t, p)
+  lr, gr, real = _real_odd(X, S, t, p)
   hard = ~real if need is None else need & ~real
   lc, gc = _on_subset(lambda X, S, t: _contour(X, S, t, p, even=False), hard, X, S, t)
   return jnp.where(real, lr, lc), jnp.where(real, gr, gc)
@@ -1285,8 +1323,9 @@ def _sample_theta(key, t, p, method):
 
   * t < t_q = min(6 alpha^(-3/2), t_switch): proposal from the hull of the closed-form q of
     `_analytic_envelope`, accepted with r / (K q) <= 1 (bound of `_girsanov_c`); one
-    contour evaluation per candidate.  The acceptance falls with alpha^(3/2) t (0.99 at 0.5,
-    ~0.7 at 3.4, ~0.25 at 7, measured for n = 15 ... 127); the hull below costs ~4.5
+    kernel evaluation per candidate (small-t method).  The acceptance falls with
+    alpha^(3/2) t (0.99 at 0.5, ~0.7 at 3.4, ~0.25 at 7, measured for n = 15 ... 127); the
+    hull below costs ~4.5
     evaluations per draw, so the closed form wins while the acceptance exceeds ~0.25.
   * t_q <= t < t_switch: hull of the exact log r (three contour evaluations per attempt plus
     one for the candidate, acceptance ~0.88).

@@ -214,7 +214,11 @@ class Sphere(Manifold):
     theta = self.heat.sample_theta(k1, t)
     e = self.to_tangent(x, jax.random.normal(k2, x.shape, x.dtype))
     e2 = _dot(e, e)
-    e = jnp.where((e2 > 0)[..., None], e, self._antipode_direction(x))
+    # e = 0 (a normal draw parallel to x) has probability zero, but is possible in floating
+    # point for small n: the deterministic fallback runs only when some point needs it
+    e = jax.lax.cond(jnp.any(e2 <= 0),
+                     lambda e: jnp.where((e2 > 0)[..., None], e, self._antipode_direction(x)),
+                     lambda e: e, e)
     e = e / nx.safe_sqrt(_dot(e, e))[..., None]
     y = jnp.cos(theta)[..., None] * x + jnp.sin(theta)[..., None] * e
     return self.proj(y)
