@@ -330,11 +330,13 @@ def test_jit_vmap_and_broadcasting():
 
 
 # ----------------------------------------------------------------------------- sampler
-SAMPLER_TS = (1e-3, 0.03, 0.2, 5.0)
+SAMPLER_TS = (1e-3, 0.03, 0.2, 0.3, 5.0)
 N_DRAWS = 100_000
 # every sampler: n = 1, 2, 3; for n >= 4 the closed-form (Girsanov) envelope (t = 1e-3; n = 15
-# up to t_switch, with real-axis kernel evaluations), the exact hull with the contour (t = 0.03:
-# t_q < t < t_switch for n = 127 and 128, odd and even) and with the eigen-series (t >= t_switch)
+# up to t_switch, with real-axis kernel evaluations on both sides of theta = pi/2), the exact
+# hull with the contour (t = 0.03: t_q < t < t_switch for n = 127 and 128, odd and even), with
+# the eigen-series (n = 15, t = 0.3: t_switch <= t < t_unif) and the uniform-law proposal
+# (t >= t_unif: n = 15 at t = 5, n = 127, 128 at t >= 0.2)
 SAMPLER_NS = [1, 2, 3, 15, 127, 128]
 
 
