@@ -122,6 +122,10 @@ def test_divergence_on_hyperboloid_uses_lorentz_projection(f64):
   x = _hyperboloid_points(jax.random.key(0), n, 4)
   np.testing.assert_allclose(likelihood.divergence(m, f, x, 0.0), n * np.asarray(x[:, 0]),
                              rtol=1e-10)
+  # divergence() goes through the global chart on H^n; the ambient trace with the adjoint of
+  # the (non-symmetric) Lorentz projection must agree on its own.
+  amb = jax.vmap(lambda xx: likelihood.field_and_divergence(m, f, xx, 0.0)[1])(x)
+  np.testing.assert_allclose(amb, n * np.asarray(x[:, 0]), rtol=1e-10)
   num = 3000
   probes = likelihood.draw_probes(jax.random.key(9), m, (num,), 1, "gaussian", jnp.float64)
   est = np.asarray(likelihood.divergence(m, f, jnp.broadcast_to(x[0], (num, n + 1)), 0.0,
