@@ -65,16 +65,22 @@ def row(name: str, evals: list) -> str:
           f"{len(evals)} |")
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
   ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   ap.add_argument("--configs", required=True, help="comma-separated names in configs/")
   ap.add_argument("--seeds", default="0,1,2,3,4")
   ap.add_argument("--root", default=os.path.join(ROOT, "runs", "results"))
-  ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                  help="config overrides for every run (e.g. train.num_steps=20000)")
+  # 'extend' so that repeated --set flags accumulate (with nargs alone, the last one wins).
+  ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                  help="config overrides for every run (e.g. train.num_steps=20000); "
+                  "repeat the flag or list several")
   ap.add_argument("--tag", default="", help="suffix of the run folders (for override sets)")
   ap.add_argument("--table-only", action="store_true")
-  args = ap.parse_args(argv)
+  return ap.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
   names = [c.strip() for c in args.configs.split(",") if c.strip()]
   seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
   for name in names:

@@ -280,12 +280,27 @@ def from_json(text_or_dict) -> ml_collections.ConfigDict:
     try:
       v = _get(config, key)
     except (KeyError, AttributeError):
+      # A key added to the schema after this run was written: every new key's default
+      # reproduces the behaviour before it existed, so older workdirs stay loadable
+      # (resume, sample.py).  Unknown keys still fail in validate.
+      _set_new(config, key, default)
       continue
     if isinstance(default, tuple) and isinstance(v, list):
       _set(config, key, tuple(v))
   validate(config, schema)
   config.lock()
   return config
+
+
+def _set_new(config, key: str, value):
+  """Set a dotted key, creating missing sections."""
+  *parents, last = key.split(".")
+  node = config
+  for p in parents:
+    if p not in node:
+      node[p] = ml_collections.ConfigDict()
+    node = node[p]
+  node[last] = value
 
 
 def to_json(config) -> str:

@@ -12,6 +12,16 @@ result is always a tangent vector at x, whatever the weights.
 An optional ``output_scale`` (a plain function t -> positive scale of shape
 ``t.shape``) multiplies the output; e.g. diffusion divides by the noise scale so
 that the raw network output stays O(1) while the score grows like 1/sqrt(tau).
+An optional ``time_input`` (a plain function t -> t', shape-preserving) is applied to
+the time before the embedding; e.g. diffusion can feed the normalized log noise level,
+which the embedding resolves at every scale, where s itself is ~constant for all small
+noise levels.
+
+``input_octaves = K > 0`` appends the positional encoding sin(2^k pi f), cos(2^k pi f),
+k < K, of every input feature f (as in NeRF): an MLP on raw coordinates learns
+high-frequency functions slowly (spectral bias), and sharply concentrated densities
+(e.g. duplicated earth events, see the README) need a vector field that varies on
+scales ~ 2^-K.
 """
 from __future__ import annotations
 
@@ -45,6 +55,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.time_embed_dim = 32      # size of the sinusoidal time embedding (even)
   c.time_max_freq = 100.0    # frequencies 1 .. time_max_freq (times in [0, 1])
   c.layer_norm = False       # LayerNorm at the start of each residual block
+  c.input_octaves = 0        # K > 0: add sin / cos(2^k pi f), k < K, of the input features
   return c
 
 
@@ -57,6 +68,8 @@ def _check_config(cfg) -> None:
     raise ValueError(f"net.time_embed_dim must be an even integer >= 2, got {cfg.time_embed_dim}")
   if cfg.hidden < 1 or cfg.depth < 1:
     raise ValueError(f"net.hidden and net.depth must be >= 1, got {cfg.hidden}, {cfg.depth}")
+  if int(cfg.input_octaves) < 0:
+    raise ValueError(f"net.input_octaves must be >= 0, got {cfg.input_octaves}")
   if not cfg.time_max_freq >= 1.0:
     raise ValueError(f"net.time_max_freq must be >= 1, got {cfg.time_max_freq}")
 
@@ -72,9 +85,19 @@ def time_embedding(t, dim: int, max_freq: float):
   return jnp.concatenate([jnp.sin(a), jnp.cos(a)], axis=-1)
 
 
-def _num_input_features(manifold: Manifold) -> int:
+def positional_encoding(f, octaves: int):
+  """[f, sin(2^k pi f), cos(2^k pi f)] for k < octaves.  f: (..., F) -> (..., F (1 + 2K))."""
+  if octaves == 0:
+    return f
+  freqs = math.pi * 2.0 ** jnp.arange(octaves, dtype=f.dtype)
+  a = (f[..., :, None] * freqs).reshape(f.shape[:-1] + (-1,))
+  return jnp.concatenate([f, jnp.sin(a), jnp.cos(a)], axis=-1)
+
+
+def _num_input_features(manifold: Manifold, octaves: int) -> int:
   point = jax.ShapeDtypeStruct(tuple(manifold.shape), manifold.dtype)
-  return int(jax.eval_shape(manifold.input_features, point).shape[-1])
+  f = jax.eval_shape(manifold.input_features, point)
+  return int(f.shape[-1]) * (1 + 2 * octaves)
 
 
 class _ResBlock(nnx.Module):
@@ -97,11 +120,12 @@ class _ResBlock(nnx.Module):
 class VectorField(nnx.Module):
   """Time-dependent tangent vector field (x, t) -> v in T_x M (see module docstring).
 
-  Attributes (static): manifold, kind, act, embedding settings, output_scale.
+  Attributes (static): manifold, kind, act, embedding settings, output_scale, time_input.
   """
 
   def __init__(self, manifold: Manifold, config, *, rngs: nnx.Rngs,
-               output_scale: Optional[Callable] = None):
+               output_scale: Optional[Callable] = None,
+               time_input: Optional[Callable] = None):
     _check_config(config)
     self.manifold = manifold
     self.kind = str(config.kind)
@@ -109,8 +133,10 @@ class VectorField(nnx.Module):
     self.temb_dim = int(config.time_embed_dim)
     self.temb_freq = float(config.time_max_freq)
     self.output_scale = output_scale
+    self.time_input = time_input
+    self.octaves = int(config.input_octaves)
     nf, h = manifold.num_features, int(config.hidden)
-    nin = _num_input_features(manifold)
+    nin = _num_input_features(manifold, self.octaves)
     if self.kind == "mlp":
       sizes = [nin + self.temb_dim] + [h] * int(config.depth)
       self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
@@ -124,8 +150,10 @@ class VectorField(nnx.Module):
   def features(self, x, t):
     """Raw network output before the manifold map.  -> (..., num_features)."""
     m = self.manifold
-    f = m.input_features(x)
+    f = positional_encoding(m.input_features(x), self.octaves)
     t = jnp.broadcast_to(jnp.asarray(t, f.dtype), f.shape[:-1])
+    if self.time_input is not None:
+      t = self.time_input(t)
     temb = time_embedding(t, self.temb_dim, self.temb_freq)
     if self.kind == "mlp":
       h = jnp.concatenate([f, temb], axis=-1)

@@ -113,6 +113,21 @@ def test_json_round_trip_and_resume_rules():
   assert gconfig.blocking_changes(cfg, other) == ["train.lr"]
 
 
+def test_config_json_of_an_older_run_gains_new_keys_with_their_defaults():
+  """A config.json written before a key existed (here net.input_octaves and the diffusion
+  net_time) still loads, with the defaults that reproduce the old behaviour; an unknown
+  key in it still fails."""
+  cfg = gconfig.load_config("configs/earth_fire.py", [])
+  d = json.loads(gconfig.to_json(cfg))
+  del d["net"]["input_octaves"], d["diffusion"]["net_time"]
+  back = gconfig.from_json(d)
+  assert back.net.input_octaves == 0 and back.diffusion.net_time == "s"
+  assert gconfig.diff(cfg, back) == []
+  d["net"]["bogus_key"] = 1
+  with pytest.raises(gconfig.ConfigError, match="bogus_key"):
+    gconfig.from_json(d)
+
+
 def test_parse_command_line_forms():
   flags, over = gconfig.parse_command_line(
       ["--config", "c.py", "--workdir=w", "--config.train.lr=0.1", "--config.seed", "4"])

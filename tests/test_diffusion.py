@@ -222,3 +222,30 @@ def test_smoke_other_manifolds(spec):
   logp, st = D.log_prob_and_stats(model, x[:2], jax.random.key(4))
   assert np.all(np.isfinite(np.asarray(logp))) and st["nfe"] > 0
   assert st["divergence"] == ("hutchinson" if m.dim > 16 else "exact")
+
+
+def test_likelihood_time_sampling_law():
+  """time_sampling='likelihood': tau has density ~ 1 / (1 - e^-tau) on [tau(eps), tau(1)],
+  i.e. CDF (log(e^tau - 1) - L0) / (L1 - L0); checked by a KS test against that closed form."""
+  from scipy import stats
+  eps = 1e-5
+  model = D.init(_config(eps=eps, time_sampling="likelihood"), Torus(1), jax.random.key(0))
+  s = np.asarray(D._sample_times(model, jax.random.key(1), 20000, jnp.float32), np.float64)
+  assert s.min() >= eps and s.max() <= 1.0
+  sch = model.schedule
+  tau = np.asarray(sch.tau(s))
+  lo, hi = math.log(math.expm1(sch.tau(eps))), math.log(math.expm1(sch.tau(1.0)))
+  cdf = lambda t: (np.log(np.expm1(t)) - lo) / (hi - lo)
+  assert stats.kstest(tau, cdf).pvalue > 1e-3
+  # s_of_tau inverts tau(s) down to tiny times
+  for s0 in (1e-6, 1e-3, 0.5, 1.0):
+    np.testing.assert_allclose(float(sch.s_of_tau(sch.tau(s0))), s0, rtol=1e-5)
+
+
+def test_log_tau_net_time_spans_unit_interval():
+  model = D.init(_config(eps=1e-5, net_time="log_tau"), Torus(1), jax.random.key(0))
+  t = np.asarray(model.net.time_input(jnp.asarray([1e-5, 1e-3, 1.0], jnp.float32)))
+  np.testing.assert_allclose(t[[0, 2]], [0.0, 1.0], atol=1e-5)
+  assert 0.2 < t[1] < 0.6  # log-spaced: tau(1e-3) ~ 1e-4 sits mid-way between 1e-6 and 10
+  with pytest.raises(ValueError, match="net_time"):
+    D.init(_config(net_time="bogus"), Torus(1), jax.random.key(0))

@@ -101,3 +101,39 @@ def test_special_unitary_features_if_available():
   np.testing.assert_allclose(a + np.conj(np.swapaxes(a, -1, -2)), 0.0, atol=1e-5)
   np.testing.assert_allclose(np.trace(a, axis1=-2, axis2=-1), 0.0, atol=1e-5)
   assert math.isfinite(float(jnp.max(jnp.abs(v)))) and float(jnp.max(jnp.abs(v))) > 1e-3
+
+
+def test_positional_encoding_closed_form_and_net():
+  f = np.array([[0.3, -0.7]])
+  e = np.asarray(nets.positional_encoding(jnp.asarray(f, jnp.float32), 3))
+  w = math.pi * np.array([1.0, 2.0, 4.0])
+  a = (f[..., :, None] * w).reshape(1, -1)  # feature-major: f0 w0, f0 w1, ..., f1 w0, ...
+  np.testing.assert_allclose(e, np.concatenate([f, np.sin(a), np.cos(a)], -1), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(nets.positional_encoding(jnp.asarray(f, jnp.float32), 0), f, rtol=1e-6)
+  # a net with octaves: still a tangent field, and it sees the encoding (different from K = 0)
+  m = EmbeddedSphere(2)
+  x = m.random_uniform(jax.random.key(1), (7,))
+  for kind in ("mlp", "resmlp"):
+    net = nets.VectorField(m, _cfg(kind, input_octaves=6), rngs=nnx.Rngs(0))
+    v = net(x, 0.4)
+    assert v.shape == x.shape and np.all(np.isfinite(np.asarray(v)))
+    np.testing.assert_allclose(np.sum(np.asarray(x * v), -1), 0.0, atol=1e-5)
+    if kind == "resmlp":
+      assert net.inp.in_features == 3 * (1 + 2 * 6)
+
+
+def test_time_input_is_applied_before_the_embedding():
+  m = Torus(2)
+  a = nets.VectorField(m, _cfg("resmlp"), rngs=nnx.Rngs(3))
+  b = nets.VectorField(m, _cfg("resmlp"), rngs=nnx.Rngs(3), time_input=lambda t: 1.0 - t)
+  x = m.random_uniform(jax.random.key(0), (5,))
+  t = jnp.linspace(0.1, 0.9, 5)
+  np.testing.assert_allclose(b(x, t), a(x, 1.0 - t), rtol=1e-5, atol=1e-6)
+
+
+def test_negative_octaves_raise():
+  c = nets.default_config()
+  c.input_octaves = -1
+  with pytest.raises(ValueError, match="input_octaves"):
+    nets.VectorField(Torus(2), c, rngs=nnx.Rngs(0))

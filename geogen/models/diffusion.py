@@ -28,7 +28,18 @@ rescaling makes sense.  With `scale_output=True` the network output is divided b
 sigma(tau(s)), so the raw net output matches sigma * score, which is O(1) at all s
 (the loss becomes |net - sigma target|^2).  Times s are uniform on [eps, 1]
 (`time_sampling='stratified'`: one uniform offset + an even grid over the batch, lower
-variance).
+variance).  `time_sampling='likelihood'` draws s with density proportional to
+beta(s) / sigma^2(tau(s)), i.e. tau with density ~ 1 / (1 - exp(-tau)) (log-uniform for
+small tau, uniform for large): with the variance weighting this is an unbiased
+importance-sampled estimate of the likelihood-weighted loss (lambda = beta, Song et al.
+2021, which bounds the NLL), and it spends most samples at the small noise levels that
+set how sharp p_eps can be (sample tau: log(e^tau - 1) uniform between its values at
+tau(eps) and tau(1)).
+
+Network time.  `net_time='s'` feeds s to the time embedding; `net_time='log_tau'` feeds
+(log tau(s) - log tau(eps)) / (log tau(1) - log tau(eps)) in [0, 1], which the embedding
+resolves at every noise scale (s is ~ constant over all small noise levels when eps is
+small, while the scaled score sigma * score still depends on the noise level).
 
 Sampling.  Reverse SDE dX = beta(s) score ds_rev + sqrt(beta(s)) dB by geodesic
 Euler-Maruyama from the uniform law at s = 1 down to eps (`sample_steps` steps), with
@@ -44,6 +55,7 @@ heat kernel at tau(eps), which is the model density).  Reports the NFE.
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import partial
 
 import jax
@@ -57,7 +69,8 @@ from geogen.models import FrozenConfig
 from manifolds.base import Manifold
 
 WEIGHTINGS = ("variance", "none")
-TIME_SAMPLINGS = ("uniform", "stratified")
+TIME_SAMPLINGS = ("uniform", "stratified", "likelihood")
+NET_TIMES = ("s", "log_tau")
 SAMPLERS = ("sde", "ode")
 
 
@@ -69,7 +82,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.eps = 1e-3                # smallest diffusion time (model density is p_eps)
   c.weighting = "variance"    # 'variance': lambda = 1 - exp(-tau); 'none': lambda = 1
   c.scale_output = True       # score = net / sigma(tau(s))
-  c.time_sampling = "uniform"  # 'uniform' | 'stratified'
+  c.time_sampling = "uniform"  # 'uniform' | 'stratified' | 'likelihood' (importance
+                              #   sampling of the likelihood weighting, see above)
+  c.net_time = "s"            # time fed to the network: 's' | 'log_tau' (normalized)
   c.sampler = "sde"           # 'sde' (reverse SDE, geodesic EM) | 'ode' (probability flow)
   c.sample_steps = 500        # predictor steps of the reverse SDE
   c.corrector_steps = 0       # Langevin corrector steps after each predictor step
@@ -84,6 +99,7 @@ def check_config(c) -> None:
     raise ValueError(f"diffusion.eps must lie in (0, 1), got {c.eps}")
   for key, val, allowed in (("weighting", c.weighting, WEIGHTINGS),
                             ("time_sampling", c.time_sampling, TIME_SAMPLINGS),
+                            ("net_time", c.net_time, NET_TIMES),
                             ("sampler", c.sampler, SAMPLERS)):
     if val not in allowed:
       raise ValueError(f"diffusion.{key} must be one of {allowed}, got {val!r}")
@@ -106,6 +122,23 @@ class Schedule:
   def sigma2(self, s):
     """Variance scale 1 - exp(-tau(s)) (~ tau for small tau, -> 1)."""
     return -jnp.expm1(-self.tau(s))
+
+  def s_of_tau(self, tau):
+    """Inverse of tau(s) (the positive root of the quadratic, cancellation-free)."""
+    a = 0.5 * (self.beta_max - self.beta_min)
+    return 2.0 * tau / (self.beta_min + jnp.sqrt(self.beta_min**2 + 4.0 * a * tau))
+
+
+@dataclasses.dataclass(frozen=True)
+class _LogTauTime:
+  """Network time (log tau(s) - log tau(eps)) / (log tau(1) - log tau(eps)) (static)."""
+  schedule: Schedule
+  eps: float
+
+  def __call__(self, s):
+    lo = math.log(self.schedule.tau(self.eps))
+    hi = math.log(self.schedule.tau(1.0))
+    return (jnp.log(self.schedule.tau(s)) - lo) / (hi - lo)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +164,10 @@ class DiffusionModel(nnx.Module):
     self.eval_cfg = FrozenConfig(eval_cfg)
     self.schedule = Schedule(float(diff_cfg.beta_min), float(diff_cfg.beta_max))
     scale = _InvSigma(self.schedule) if diff_cfg.scale_output else None
-    self.net = nets.VectorField(manifold, net_cfg, rngs=rngs, output_scale=scale)
+    time_input = (_LogTauTime(self.schedule, float(diff_cfg.eps))
+                  if diff_cfg.net_time == "log_tau" else None)
+    self.net = nets.VectorField(manifold, net_cfg, rngs=rngs, output_scale=scale,
+                                time_input=time_input)
 
   def score(self, x, s):
     """Learned grad log p_s at x.  x: (..., *M.shape), s: scalar or (...)."""
@@ -162,6 +198,13 @@ def _sample_times(model, key, batch_size, dtype):
     u = (jnp.arange(batch_size, dtype=dtype) + jax.random.uniform(key, (), dtype)) / batch_size
   else:
     u = jax.random.uniform(key, (batch_size,), dtype)
+  if model.cfg.time_sampling == "likelihood":
+    sched = model.schedule
+    lo = math.log(math.expm1(sched.tau(eps)))   # static python floats (eps is static)
+    hi = math.log(math.expm1(sched.tau(1.0)))
+    g = lo + (hi - lo) * u
+    tau = jnp.logaddexp(0.0, g)             # inverse of log(e^tau - 1): log(1 + e^g)
+    return jnp.clip(sched.s_of_tau(tau), eps, 1.0)
   return eps + (1.0 - eps) * u
 
 
