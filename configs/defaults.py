@@ -123,6 +123,23 @@ def earth_config(dataset: str) -> ml_collections.ConfigDict:
   return config
 
 
+def sharp_diffusion(config, eps: float) -> ml_collections.ConfigDict:
+  """Diffusion settings for data whose density is concentrated at a fine resolution
+  (repeated or near-repeated locations, as in earth/volcano and earth/fire; see
+  benchmarks/earth_kde.py): the model density is p_eps, the data smoothed by the heat
+  kernel at tau(eps), so eps sets the finest resolution the model can reach (tau(eps) ~
+  h^2 for a kernel bandwidth h).  Small eps needs the likelihood-weighted time sampling
+  (most samples at small noise), the log noise level as network time and a positional
+  encoding of the inputs (see geogen.models.diffusion and geogen.nets).  The density
+  grid of the plots is coarser because each likelihood solve takes ~2,000 NFE."""
+  config.diffusion.eps = eps
+  config.diffusion.time_sampling = "likelihood"
+  config.diffusion.net_time = "log_tau"
+  config.net.input_octaves = 8
+  config.eval.density_grid = 45
+  return config
+
+
 def gflownet_config(manifold: str, target: str, sigma: float,
                     compact: bool) -> ml_collections.ConfigDict:
   """The shared settings of the gfn_* configs (GFlowNet diffusion samplers; sized for one GPU).

@@ -1,6 +1,9 @@
 """Riemannian diffusion on the earth/volcano dataset (volcano eruptions, 827 points) on S^2.
 
-Full run (sized for one GPU; ~50,000 steps), 80/10/10 split from the seed:
+Full run (50,000 steps; ~12 min on a 2-core CPU), 80/10/10 split from the seed.  84% of
+the eruptions share their exact location with another one, so the test NLL rewards
+resolution: eps = 1e-7 (noise scale sqrt(tau(eps)) = 1e-4 rad, 0.6 km) with the settings
+of defaults.sharp_diffusion:
 
     python train.py --config configs/earth_volcano.py --workdir runs/earth_volcano
 
@@ -13,4 +16,4 @@ from configs import defaults
 
 
 def get_config():
-  return defaults.earth_config("volcano")
+  return defaults.sharp_diffusion(defaults.earth_config("volcano"), eps=1e-7)
