@@ -2,6 +2,11 @@
 
     python sample.py --workdir runs/<name> --num_samples 10000 --output samples.npy
         [--checkpoint best|latest] [--seed 0] [--batch_size 1000]
+        [--config.diffusion.sampler=ode ...]
+
+--config.<key>=<value> may change the sampler settings, i.e. keys that leave the trained
+parameters unchanged: diffusion.sampler / sample_steps / sample_grid / corrector_*,
+flow_matching.sampler / sample_steps, and eval.* (the ODE tolerances).  Other keys fail.
 
 Writes a .npy array of shape (num_samples, *M.shape) in the manifold's representation
 (unit vectors for spheres, angles in [-pi, pi) for tori, complex matrices for SU(n), ...).
@@ -21,7 +26,7 @@ def main(argv) -> int:
   try:
     flags, overrides = gconfig.parse_command_line(argv, required=("workdir",))
     allowed = {"workdir", "num_samples", "output", "checkpoint", "seed", "batch_size"}
-    if overrides or set(flags) - allowed:
+    if set(flags) - allowed:
       raise gconfig.ConfigError(f"unknown flags; allowed: {', '.join('--' + a for a in sorted(allowed))}")
     num = int(flags.get("num_samples", 10000))
     which = flags.get("checkpoint", "best")
@@ -34,7 +39,12 @@ def main(argv) -> int:
 
   from geogen import parallel, training
   parallel.maybe_initialize_distributed()
-  config, b, state, step = training.load_run(flags["workdir"], which=which)
+  try:
+    config, b, state, step = training.load_run(flags["workdir"], which=which,
+                                               overrides=overrides)
+  except gconfig.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   key = jax.random.fold_in(jax.random.PRNGKey(int(flags.get("seed", 0))), 12345)
   bs = int(flags.get("batch_size", config.eval.batch_size))
   x = training.sample_points(b, state, key, num, bs)

@@ -130,12 +130,14 @@ def sharp_diffusion(config, eps: float) -> ml_collections.ConfigDict:
   kernel at tau(eps), so eps sets the finest resolution the model can reach (tau(eps) ~
   h^2 for a kernel bandwidth h).  Small eps needs the likelihood-weighted time sampling
   (most samples at small noise), the log noise level as network time and a positional
-  encoding of the inputs (see geogen.models.diffusion and geogen.nets).  The density
+  encoding of the inputs (see geogen.models.diffusion and geogen.nets), and reverse-SDE
+  steps that shrink with the noise level (sample_grid='geometric').  The density
   grid of the plots is coarser because each likelihood solve takes ~2,000 NFE."""
   config.diffusion.eps = eps
   config.diffusion.time_sampling = "likelihood"
   config.diffusion.net_time = "log_tau"
   config.net.input_octaves = 8
+  config.diffusion.sample_grid = "geometric"
   config.eval.density_grid = 45
   return config
 

@@ -25,9 +25,13 @@ import ml_collections
 # defaults` whatever the working directory.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Keys that may change between the first run in a workdir and a resumed run: they do not
-# change the trained parameters.  (Everything else must match config.json.)
-RESUMABLE_CHANGES = ("train.progress", "train.log_every", "eval.")
+# Keys that may change between the first run in a workdir and a resumed run, or when
+# sampling a trained run (sample.py --config.<key>=...): they do not change the trained
+# parameters (sampler and evaluation settings).  (Everything else must match config.json.)
+RESUMABLE_CHANGES = ("train.progress", "train.log_every", "eval.", "diffusion.sampler",
+                     "diffusion.sample_steps", "diffusion.sample_grid",
+                     "diffusion.corrector_steps", "diffusion.corrector_snr",
+                     "flow_matching.sampler", "flow_matching.sample_steps")
 
 
 class ConfigError(ValueError):

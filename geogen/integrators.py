@@ -110,24 +110,33 @@ def odeint_fixed(manifold: Manifold, f: Callable, x0, t0, t1, num_steps: int,
 
 def sde_euler_maruyama(manifold: Manifold, drift: Callable, diffusion: Callable, key, x0,
                        t0, t1, num_steps: int, corrector: Optional[Callable] = None,
-                       return_path: bool = False):
+                       return_path: bool = False, times=None):
   """Geodesic Euler-Maruyama for dX = drift(X, t) dt + diffusion(t) dB_M from t0 to t1.
 
   drift(x, t) -> tangent (shape of x); diffusion(t) -> scalar (or broadcastable to the
   batch shape of x).  corrector(key, x, t) -> x is applied after each predictor step
-  at the new time (e.g. Langevin steps).  Returns x(t1) (and the path if asked).
+  at the new time (e.g. Langevin steps).  Steps are uniform in t, or follow `times`
+  ((num_steps + 1,) from t0 to t1, monotone) when given.  Returns x(t1) (and the path if
+  asked).
   """
   if int(num_steps) < 1:
     raise ValueError(f"num_steps must be >= 1, got {num_steps}")
   m = manifold
   x0 = jnp.asarray(x0)
   rdt = jnp.empty((), x0.dtype).real.dtype
-  h = (jnp.asarray(t1, rdt) - jnp.asarray(t0, rdt)) / num_steps
-  ts = jnp.asarray(t0, rdt) + h * jnp.arange(num_steps, dtype=rdt)
+  if times is None:
+    h = (jnp.asarray(t1, rdt) - jnp.asarray(t0, rdt)) / num_steps
+    ts = jnp.asarray(t0, rdt) + h * jnp.arange(num_steps, dtype=rdt)
+    hs = jnp.full((num_steps,), h, rdt)
+  else:
+    times = jnp.asarray(times, rdt)
+    if times.shape != (int(num_steps) + 1,):
+      raise ValueError(f"times must have shape ({int(num_steps) + 1},), got {times.shape}")
+    ts, hs = times[:-1], jnp.diff(times)
   keys = jax.random.split(key, num_steps)
 
   def body(x, inp):
-    t, k = inp
+    t, h, k = inp
     kn, kc = jax.random.split(k)
     z = m.random_normal_tangent(kn, x)
     g = expand(m, jnp.asarray(diffusion(t), rdt))
@@ -137,7 +146,7 @@ def sde_euler_maruyama(manifold: Manifold, drift: Callable, diffusion: Callable,
       xn = corrector(kc, xn, t + h)
     return xn, (xn if return_path else None)
 
-  x1, path = jax.lax.scan(body, m.proj(x0), (ts, keys))
+  x1, path = jax.lax.scan(body, m.proj(x0), (ts, hs, keys))
   return (x1, path) if return_path else x1
 
 

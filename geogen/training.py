@@ -589,14 +589,26 @@ def train_and_evaluate(config, workdir: str, mesh=None) -> dict:
 
 
 # ============================================================================ loading a run
-def load_run(workdir: str, which: str = "best", load_dataset: bool = False):
+def load_run(workdir: str, which: str = "best", load_dataset: bool = False, overrides=()):
   """(config, build dict, state, step) of a trained run; `which` 'best' falls back to
-  'latest' when there is no best checkpoint.  The dataset is not loaded unless asked."""
+  'latest' when there is no best checkpoint.  The dataset is not loaded unless asked.
+  `overrides` ('key=value') may change only keys that leave the trained parameters
+  unchanged (config.RESUMABLE_CHANGES: sampler and evaluation settings)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir?")
   with open(path) as f:
     config = gconfig.from_json(f.read())
+  if overrides:
+    new = gconfig.from_json(gconfig.to_json(config))
+    with new.unlocked():
+      gconfig.apply_overrides(new, overrides)
+    gconfig.validate(new)
+    blocking = gconfig.blocking_changes(config, new)
+    if blocking:
+      raise gconfig.ConfigError(f"cannot change {', '.join(blocking)} of a trained run (only "
+                                f"keys starting with {', '.join(gconfig.RESUMABLE_CHANGES)})")
+    config = new
   b = build(config, load_dataset=load_dataset)
   ckpt = ckpt_lib.Checkpointer(workdir, keep=int(config.train.keep_checkpoints),
                                async_save=False)

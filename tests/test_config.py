@@ -117,11 +117,12 @@ def test_config_json_of_an_older_run_gains_new_keys_with_their_defaults():
   """A config.json written before a key existed (here net.input_octaves and the diffusion
   net_time) still loads, with the defaults that reproduce the old behaviour; an unknown
   key in it still fails."""
-  cfg = gconfig.load_config("configs/earth_fire.py", [])
+  cfg = gconfig.load_config("configs/earth_flood.py", [])  # defaults for both keys
   d = json.loads(gconfig.to_json(cfg))
-  del d["net"]["input_octaves"], d["diffusion"]["net_time"]
+  del d["net"]["input_octaves"], d["diffusion"]["net_time"], d["diffusion"]["sample_grid"]
   back = gconfig.from_json(d)
   assert back.net.input_octaves == 0 and back.diffusion.net_time == "s"
+  assert back.diffusion.sample_grid == "uniform"
   assert gconfig.diff(cfg, back) == []
   d["net"]["bogus_key"] = 1
   with pytest.raises(gconfig.ConfigError, match="bogus_key"):

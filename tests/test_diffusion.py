@@ -249,3 +249,22 @@ def test_log_tau_net_time_spans_unit_interval():
   assert 0.2 < t[1] < 0.6  # log-spaced: tau(1e-3) ~ 1e-4 sits mid-way between 1e-6 and 10
   with pytest.raises(ValueError, match="net_time"):
     D.init(_config(net_time="bogus"), Torus(1), jax.random.key(0))
+
+
+@pytest.mark.parametrize("steps", [200])
+def test_geometric_sample_grid_resolves_tiny_eps(steps):
+  """eps = 1e-7 and a data law of width 1e-3 rad: the exact p_eps is a wrapped normal of
+  variance v0 + tau(eps).  Steps uniform in s would jump from tau ~ 5e-4 to ~0 in one
+  step; the geometric grid reproduces the variance (E sin^2(X - mu) = (1 - e^-2v) / 2)."""
+  m = Torus(1)
+  mu, v0, n = np.array([1.0]), 1e-6, 4000
+  model = OracleModel(m, mu, v0, _config(eps=1e-7, sample_steps=steps,
+                                         sample_grid="geometric"))
+  grid = np.asarray(D.sample_times(model))
+  assert grid.shape == (steps + 1,) and grid[0] == 1.0 and abs(grid[-1] - 1e-7) < 1e-12
+  assert np.all(np.diff(grid) < 0)
+  x = np.asarray(D.sample(model, jax.random.key(0), n), np.float64)
+  s2 = np.sin(x - mu).reshape(n) ** 2
+  v = v0 + float(model.schedule.tau(1e-7))
+  ref = -math.expm1(-2 * v) / 2
+  assert abs(s2.mean() / ref - 1) < 4 * s2.std() / math.sqrt(n) / ref + 0.05, (s2.mean(), ref)

@@ -245,6 +245,16 @@ def test_cli_diffusion_end_to_end(tmp_path, capsys):
                           "--batch_size", "32"]) == 0
   s = np.load(out)
   assert s.shape == (50, 2) and np.all(np.abs(s) <= math.pi)
+  # sampler settings may be changed when sampling a trained run; training keys may not
+  out2 = str(tmp_path / "s2.npy")
+  assert sample_cli.main(["--workdir", wd, "--num_samples", "32", "--output", out2,
+                          "--batch_size", "32", "--config.diffusion.sample_grid=geometric",
+                          "--config.diffusion.sample_steps=7"]) == 0
+  assert np.load(out2).shape == (32, 2)
+  capsys.readouterr()
+  assert sample_cli.main(["--workdir", wd, "--num_samples", "32", "--output", out2,
+                          "--config.train.lr=0.5"]) == 2
+  assert "train.lr" in capsys.readouterr().err
   # an unknown override key fails before training, listing the valid keys
   capsys.readouterr()
   assert train_cli.main(["--config", "configs/quickstart.py", "--workdir", wd,

@@ -42,7 +42,9 @@ resolves at every noise scale (s is ~ constant over all small noise levels when 
 small, while the scaled score sigma * score still depends on the noise level).
 
 Sampling.  Reverse SDE dX = beta(s) score ds_rev + sqrt(beta(s)) dB by geodesic
-Euler-Maruyama from the uniform law at s = 1 down to eps (`sample_steps` steps), with
+Euler-Maruyama from the uniform law at s = 1 down to eps (`sample_steps` steps, uniform
+in s or, `sample_grid='geometric'`, uniform in log(e^tau - 1), the quantiles of the
+likelihood time law: steps shrink with tau near eps), with
 optional Langevin corrector steps (step 2 snr^2 sigma^2(tau(s)), i.e. snr^2 |noise|^2 /
 E|score|^2 at small tau); or
 (`sampler='ode'`) the probability-flow ODE dx/ds = -(1/2) beta(s) score(x, s) solved
@@ -72,6 +74,7 @@ WEIGHTINGS = ("variance", "none")
 TIME_SAMPLINGS = ("uniform", "stratified", "likelihood")
 NET_TIMES = ("s", "log_tau")
 SAMPLERS = ("sde", "ode")
+SAMPLE_GRIDS = ("uniform", "geometric")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -87,6 +90,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.net_time = "s"            # time fed to the network: 's' | 'log_tau' (normalized)
   c.sampler = "sde"           # 'sde' (reverse SDE, geodesic EM) | 'ode' (probability flow)
   c.sample_steps = 500        # predictor steps of the reverse SDE
+  c.sample_grid = "uniform"   # reverse-SDE steps: 'uniform' in s | 'geometric': uniform in
+                              #   log(e^tau - 1) (geometric in tau at small tau: needed
+                              #   for small eps, where one uniform step spans many scales)
   c.corrector_steps = 0       # Langevin corrector steps after each predictor step
   c.corrector_snr = 0.1       # signal-to-noise ratio of the corrector step size
   return c
@@ -100,7 +106,8 @@ def check_config(c) -> None:
   for key, val, allowed in (("weighting", c.weighting, WEIGHTINGS),
                             ("time_sampling", c.time_sampling, TIME_SAMPLINGS),
                             ("net_time", c.net_time, NET_TIMES),
-                            ("sampler", c.sampler, SAMPLERS)):
+                            ("sampler", c.sampler, SAMPLERS),
+                            ("sample_grid", c.sample_grid, SAMPLE_GRIDS)):
     if val not in allowed:
       raise ValueError(f"diffusion.{key} must be one of {allowed}, got {val!r}")
   if int(c.sample_steps) < 1 or int(c.corrector_steps) < 0:
@@ -199,13 +206,28 @@ def _sample_times(model, key, batch_size, dtype):
   else:
     u = jax.random.uniform(key, (batch_size,), dtype)
   if model.cfg.time_sampling == "likelihood":
-    sched = model.schedule
-    lo = math.log(math.expm1(sched.tau(eps)))   # static python floats (eps is static)
-    hi = math.log(math.expm1(sched.tau(1.0)))
-    g = lo + (hi - lo) * u
-    tau = jnp.logaddexp(0.0, g)             # inverse of log(e^tau - 1): log(1 + e^g)
-    return jnp.clip(sched.s_of_tau(tau), eps, 1.0)
+    return _s_of_likelihood_quantile(model.schedule, eps, u)
   return eps + (1.0 - eps) * u
+
+
+def _s_of_likelihood_quantile(sched: Schedule, eps: float, u):
+  """s whose tau(s) has log(e^tau - 1) at fraction u in [0, 1] of its range over [eps, 1]
+  (u uniform: tau with density ~ 1 / (1 - e^-tau))."""
+  lo = math.log(math.expm1(sched.tau(eps)))   # static python floats (eps is static)
+  hi = math.log(math.expm1(sched.tau(1.0)))
+  tau = jnp.logaddexp(0.0, lo + (hi - lo) * u)  # inverse of log(e^tau - 1): log(1 + e^g)
+  return jnp.clip(sched.s_of_tau(tau), eps, 1.0)
+
+
+def sample_times(model: DiffusionModel, dtype=jnp.float32):
+  """The reverse-SDE time grid, (sample_steps + 1,) from s = 1 down to eps."""
+  c, n = model.cfg, int(model.cfg.sample_steps)
+  if c.sample_grid == "geometric":
+    s = _s_of_likelihood_quantile(model.schedule, c.eps, jnp.linspace(1.0, 0.0, n + 1,
+                                                                        dtype=dtype))
+  else:
+    s = jnp.linspace(1.0, c.eps, n + 1, dtype=dtype)
+  return s.at[0].set(1.0).at[-1].set(c.eps)
 
 
 def loss(model: DiffusionModel, batch, key):
@@ -264,7 +286,8 @@ def _sample_impl(graphdef, state, key, num):
       return jax.lax.scan(one, x, jax.random.split(key, c.corrector_steps))[0]
 
   x = integrators.sde_euler_maruyama(m, drift, lambda s: jnp.sqrt(sched.beta(s)), k1, x1,
-                                     1.0, c.eps, c.sample_steps, corrector=corrector)
+                                     1.0, c.eps, c.sample_steps, corrector=corrector,
+                                     times=sample_times(model, x1.real.dtype))
   ok = m.belongs(x)
   return x, ok
 
