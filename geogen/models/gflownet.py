@@ -297,7 +297,8 @@ def _gauss_log_prob(d: int, sq, var):
 
 # ============================================================================ networks
 class ScalarNet(nnx.Module):
-  """(x, t) -> scalar: MLP on M.input_features(x) and a sinusoidal time embedding; the
+  """(x, t) -> scalar: MLP on M.input_features(x) (positionally encoded when
+  net.input_octaves > 0, as in nets.VectorField) and a sinusoidal time embedding; the
   last layer starts at zero when `zero_init`.  x: (..., *M.shape), t broadcastable to
   (...) -> (...)."""
 
@@ -306,14 +307,16 @@ class ScalarNet(nnx.Module):
     self.manifold = manifold
     self.act = nets.ACTIVATIONS[net_cfg.activation]
     self.temb_dim, self.temb_freq = int(net_cfg.time_embed_dim), float(net_cfg.time_max_freq)
+    self.octaves = int(net_cfg.input_octaves)
     h = int(net_cfg.hidden)
-    sizes = [nets._num_input_features(manifold) + self.temb_dim] + [h] * int(net_cfg.depth)
+    sizes = ([nets._num_input_features(manifold, self.octaves) + self.temb_dim]
+             + [h] * int(net_cfg.depth))
     self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
     init = nnx.initializers.zeros if zero_init else nnx.initializers.lecun_normal()
     self.out = nnx.Linear(h, 1, kernel_init=init, rngs=rngs)
 
   def __call__(self, x, t):
-    f = self.manifold.input_features(x)
+    f = nets.positional_encoding(self.manifold.input_features(x), self.octaves)
     t = jnp.broadcast_to(jnp.asarray(t, f.dtype), f.shape[:-1])
     h = jnp.concatenate([f, nets.time_embedding(t, self.temb_dim, self.temb_freq)], -1)
     for layer in self.layers:
