@@ -138,9 +138,14 @@ def _get(config, key: str):
 
 
 def _set(config, key: str, value):
+  """Set a dotted key; missing sections are created (keys added to the schema after a
+  config.json was written, see from_json)."""
   parts = key.split(".")
   node = config
   for part in parts[:-1]:
+    if part not in node:
+      with node.unlocked() if hasattr(node, "unlocked") else _nullcontext():
+        node[part] = ml_collections.ConfigDict()
     node = node[part]
   with node.unlocked() if hasattr(node, "unlocked") else _nullcontext():
     node[parts[-1]] = value
@@ -287,24 +292,13 @@ def from_json(text_or_dict) -> ml_collections.ConfigDict:
       # A key added to the schema after this run was written: every new key's default
       # reproduces the behaviour before it existed, so older workdirs stay loadable
       # (resume, sample.py).  Unknown keys still fail in validate.
-      _set_new(config, key, default)
+      _set(config, key, default)
       continue
     if isinstance(default, tuple) and isinstance(v, list):
       _set(config, key, tuple(v))
   validate(config, schema)
   config.lock()
   return config
-
-
-def _set_new(config, key: str, value):
-  """Set a dotted key, creating missing sections."""
-  *parents, last = key.split(".")
-  node = config
-  for p in parents:
-    if p not in node:
-      node[p] = ml_collections.ConfigDict()
-    node = node[p]
-  node[last] = value
 
 
 def to_json(config) -> str:
