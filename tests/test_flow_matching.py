@@ -153,6 +153,25 @@ def test_loss_vanishes_for_the_exact_field_of_one_point(spec, coupling):
   np.testing.assert_allclose(float(v_wrong), 0.01 * float(met_w["cost"]), rtol=1e-6)
 
 
+def test_late_time_sampling_law_and_log1m_net_time():
+  """time_sampling='late': the mixture 1/2 U[0, 1] + 1/2 (1 - t log-uniform on [floor, 1]),
+  CDF t/2 + (1/2) log(1 - t)/log(floor) (KS test); net_time='log1m' maps [0, 1] onto [0, 1]."""
+  floor = 1e-5
+  t = np.asarray(F._sample_times(jax.random.key(0), 20000, jnp.float32, "late", floor),
+                 np.float64)
+  assert t.min() >= 0.0 and t.max() <= 1.0 - floor * 0.99
+  cdf = lambda u: 0.5 * u + 0.5 * np.log1p(-np.minimum(u, 1 - floor)) / math.log(floor)
+  assert stats.kstest(t, cdf).pvalue > 1e-3
+  model = F.init(_config(net_time="log1m", time_floor=floor), Torus(1), jax.random.key(0))
+  tt = np.asarray(model.net.time_input(jnp.asarray([0.0, 0.9, 1.0 - 1e-3, 1.0], jnp.float32)))
+  np.testing.assert_allclose(tt[[0, 3]], [0.0, 1.0], atol=1e-4)
+  ref = [math.log(u + floor) / math.log(floor) for u in (0.1, 1e-3)]
+  np.testing.assert_allclose(tt[1:3], ref, rtol=1e-4)
+  for bad in ({"net_time": "s"}, {"time_floor": 0.0}, {"time_sampling": "late_"}):
+    with pytest.raises(ValueError, match="flow_matching"):
+      F.init(_config(**bad), Torus(1), jax.random.key(0))
+
+
 # ------------------------------------------------------------------ OT coupling
 def test_ot_coupling_is_the_optimal_permutation():
   m = Sphere(2)

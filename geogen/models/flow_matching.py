@@ -19,7 +19,15 @@ tests check they agree).  Loss (conditional flow matching):
     E_t E_{(x0, x1)} |v_theta(x_t, t) - d/dt x_t|^2_{x_t},   t ~ U[0, 1],
 
 the norm Riemannian, averaged over the batch.  Its minimizer is the marginal field
-E[d/dt x_t | x_t], whose flow has the marginals of the paths (so p_1 = data law).  On the
+E[d/dt x_t | x_t], whose flow has the marginals of the paths (so p_1 = data law).
+
+Sharp data (repeated or clustered locations, as in earth/volcano): p_t is the data
+blurred at scale ~ (1 - t), so the density the flow reaches at a resolution h is set by
+how well the field is learned at 1 - t ~ h.  ``time_sampling='late'`` draws half of the
+batch with 1 - t log-uniform on [time_floor, 1] (U[0, 1] almost never visits 1 - t <
+1e-3), and ``net_time='log1m'`` feeds log(1 - t + floor) / log(floor) in [0, 1] to the
+time embedding, which then resolves every scale of 1 - t (t itself is ~ 1 over all of
+them).  Neither changes the minimizer; both are off by default.  On the
 sphere the paths are defined for every pair: at the exact antipode ``Sphere.log`` picks a
 deterministic minimizing geodesic (a null set, no effect on the loss).
 
@@ -48,6 +56,8 @@ Failures (solver error, NaN, off-manifold output) raise a RuntimeError; NFE is r
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from functools import partial
 
 import jax
@@ -65,7 +75,8 @@ from manifolds.flat import Euclidean
 
 COUPLINGS = ("independent", "ot")
 VELOCITIES = ("transport", "jvp")
-TIME_SAMPLINGS = ("uniform", "stratified")
+TIME_SAMPLINGS = ("uniform", "stratified", "late")
+NET_TIMES = ("t", "log1m")
 SAMPLERS = ("adaptive",) + integrators.FIXED_METHODS
 # field evaluations per step of the fixed-step schemes (integrators.ode_step)
 EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "rk4": 4}
@@ -76,7 +87,10 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.coupling = "independent"  # 'independent' | 'ot' (exact minibatch OT, cost d(x0, x1)^2)
   c.velocity = "transport"    # target d/dt x_t: 'transport' (closed form) | 'jvp' (autodiff)
-  c.time_sampling = "uniform"  # t ~ U[0, 1]: 'uniform' | 'stratified' (even grid + offset)
+  c.time_sampling = "uniform"  # t ~ U[0, 1]: 'uniform' | 'stratified' (even grid + offset) |
+                              #   'late' (half uniform, half 1 - t log-uniform on [time_floor, 1])
+  c.net_time = "t"            # time fed to the network: 't' | 'log1m' (normalized log(1 - t))
+  c.time_floor = 1e-5         # smallest 1 - t resolved by 'late' and 'log1m' (sharp data)
   c.base_scale = 1.0          # sigma of the wrapped-normal base law exp_o(sigma N(0, I)) on
                               #   non-compact M (H^n, R^n, powers); unused on compact M
   c.sampler = "adaptive"      # 'adaptive' (diffrax, eval solver / tolerances) |
@@ -89,13 +103,25 @@ def check_config(c) -> None:
   for key, val, allowed in (("coupling", c.coupling, COUPLINGS),
                             ("velocity", c.velocity, VELOCITIES),
                             ("time_sampling", c.time_sampling, TIME_SAMPLINGS),
+                            ("net_time", c.net_time, NET_TIMES),
                             ("sampler", c.sampler, SAMPLERS)):
     if val not in allowed:
       raise ValueError(f"flow_matching.{key} must be one of {allowed}, got {val!r}")
   if int(c.sample_steps) < 1:
     raise ValueError(f"flow_matching.sample_steps must be >= 1, got {c.sample_steps}")
+  if not 0.0 < float(c.time_floor) < 1.0:
+    raise ValueError(f"flow_matching.time_floor must be in (0, 1), got {c.time_floor}")
   if not float(c.base_scale) > 0:
     raise ValueError(f"flow_matching.base_scale must be > 0, got {c.base_scale}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Log1mTime:
+  """Network time log(1 - t + floor) / log(floor), 0 at t = 0 and 1 at t = 1 (static)."""
+  floor: float
+
+  def __call__(self, t):
+    return jnp.log((1.0 - t) + self.floor) / math.log(self.floor)  # 1 - t exact near t = 1
 
 
 class FlowMatchingModel(nnx.Module):
@@ -111,7 +137,8 @@ class FlowMatchingModel(nnx.Module):
     # Non-compact M: the network works in T_o M (see `velocity`), a Euclidean space.
     self.origin_chart = not manifold.compact
     net_space = Euclidean(manifold.num_features) if self.origin_chart else manifold
-    self.net = nets.VectorField(net_space, net_cfg, rngs=rngs)
+    time_input = _Log1mTime(float(fm_cfg.time_floor)) if fm_cfg.net_time == "log1m" else None
+    self.net = nets.VectorField(net_space, net_cfg, rngs=rngs, time_input=time_input)
 
   def velocity(self, x, t):
     """Learned tangent field at x (..., *M.shape), time t scalar or (...).
@@ -205,10 +232,19 @@ def ot_permutation(manifold: Manifold, x0, x1):
 
 
 # ============================================================================ loss
-def _sample_times(key, batch_size: int, dtype, mode: str):
+def _sample_times(key, batch_size: int, dtype, mode: str, floor: float = 1e-5):
   """(B,) times in [0, 1)."""
   if mode == "stratified":
     return (jnp.arange(batch_size, dtype=dtype) + jax.random.uniform(key, (), dtype)) / batch_size
+  if mode == "late":
+    # The field resolves the data at scale ~ (1 - t) (x_t is x1 blurred by a geodesic
+    # of length (1 - t) d(x0, x1)), so sharp data needs training near t = 1, which U[0, 1]
+    # almost never visits: 1 - t log-uniform on [floor, 1] for half of the batch.  Any
+    # time law with full support has the same minimizer (the marginal field at each t).
+    ku, kl, kc = jax.random.split(key, 3)
+    late = -jnp.expm1(math.log(floor) * jax.random.uniform(kl, (batch_size,), dtype))
+    return jnp.where(jax.random.bernoulli(kc, 0.5, (batch_size,)), late,
+                     jax.random.uniform(ku, (batch_size,), dtype))
   return jax.random.uniform(key, (batch_size,), dtype)
 
 
@@ -227,7 +263,7 @@ def loss(model: FlowMatchingModel, batch, key):
   x0 = model.base.sample(kb, (bsz,), x1.dtype)
   if c.coupling == "ot":
     x0 = x0[ot_permutation(m, x0, x1)]
-  t = _sample_times(kt, bsz, rdt, c.time_sampling)
+  t = _sample_times(kt, bsz, rdt, c.time_sampling, float(c.time_floor))
   xt, ut = conditional_path(m, x0, x1, t, c.velocity)
   pred = model.velocity(xt, t)
   value = jnp.mean(m.sq_norm(xt, pred - ut))
