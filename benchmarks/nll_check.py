@@ -46,7 +46,7 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   ap.add_argument("--workdir", required=True)
   ap.add_argument("--tight", type=float, default=1e-7, help="rtol = atol of the tight solve")
-  ap.add_argument("--num_samples", type=int, default=2000)
+  ap.add_argument("--num_samples", type=int, default=1000)
   ap.add_argument("--bandwidths", default="1e-3,1e-2")
   ap.add_argument("--seed", type=int, default=0)
   args = ap.parse_args(argv)
@@ -61,6 +61,7 @@ def main(argv=None):
   base = training.nll(b, model, test, key, int(ec.batch_size))
   out.update(test_nll=base["nll"], test_nll_stderr=base["nll_stderr"], nfe=base["nfe"],
              rtol=float(ec.rtol), atol=float(ec.atol))
+  print(json.dumps(out), flush=True)  # each stage as it ends (the tight solve is slow)
 
   tight = (f"eval.rtol={args.tight}", f"eval.atol={args.tight}", "eval.max_steps=65536")
   _, bt, st, _ = training.load_run(args.workdir, load_dataset=False, overrides=tight)
@@ -69,6 +70,7 @@ def main(argv=None):
   out.update(test_nll_tight=r["nll"], nfe_tight=r["nfe"], tight_tol=args.tight,
              tight_minus_base_mean=float(diff.mean()),
              tight_minus_base_max_abs=float(np.abs(diff).max()))
+  print(json.dumps(out), flush=True)
 
   m = b["manifold"]
   if m.spec == "sphere(2)":

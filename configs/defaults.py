@@ -142,6 +142,21 @@ def sharp_diffusion(config, eps: float) -> ml_collections.ConfigDict:
   return config
 
 
+def sharp_flow_matching(config) -> ml_collections.ConfigDict:
+  """Flow-matching settings for data concentrated at a fine resolution (repeated or
+  near-repeated locations; see sharp_diffusion and benchmarks/earth_kde.py).  p_t is the
+  data blurred at scale ~ (1 - t), so the field must be learned down to 1 - t ~ the
+  resolution: half of the training times with 1 - t log-uniform down to
+  flow_matching.time_floor (time_sampling='late'), the normalized log(1 - t) as network
+  time and a positional encoding of the inputs (geogen.models.flow_matching, geogen.nets).
+  The density grid of the plots is coarser because each likelihood solve takes ~2,000 NFE."""
+  config.flow_matching.time_sampling = "late"
+  config.flow_matching.net_time = "log1m"
+  config.net.input_octaves = 8
+  config.eval.density_grid = 45
+  return config
+
+
 def gflownet_config(manifold: str, target: str, sigma: float,
                     compact: bool) -> ml_collections.ConfigDict:
   """The shared settings of the gfn_* configs (GFlowNet diffusion samplers; sized for one GPU).
