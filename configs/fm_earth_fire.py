@@ -2,7 +2,7 @@
 
 Geodesic conditional paths from the uniform base law (geogen.models.flow_matching), the
 network / training settings of the diffusion run configs/earth_fire.py (resmlp 256 x 4,
-batch 512, 50,000 steps; ~25 min on a 2-core CPU), 80/10/10 split from the seed.
+batch 512, 50,000 steps; 25-40 min on a 2-core CPU), 80/10/10 split from the seed.
 The data repeat locations at a fine resolution (benchmarks/earth_kde.py), so the run uses
 defaults.sharp_flow_matching: training times concentrated near t = 1, log(1 - t) as
 network time and a positional encoding of the inputs:

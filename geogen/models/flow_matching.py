@@ -19,7 +19,9 @@ tests check they agree).  Loss (conditional flow matching):
     E_t E_{(x0, x1)} |v_theta(x_t, t) - d/dt x_t|^2_{x_t},   t ~ U[0, 1],
 
 the norm Riemannian, averaged over the batch.  Its minimizer is the marginal field
-E[d/dt x_t | x_t], whose flow has the marginals of the paths (so p_1 = data law).
+E[d/dt x_t | x_t], whose flow has the marginals of the paths (so p_1 = data law).  On the
+sphere the paths are defined for every pair: at the exact antipode ``Sphere.log`` picks a
+deterministic minimizing geodesic (a null set, no effect on the loss).
 
 Sharp data (repeated or clustered locations, as in earth/volcano): p_t is the data
 blurred at scale ~ (1 - t), so the density the flow reaches at a resolution h is set by
@@ -27,9 +29,7 @@ how well the field is learned at 1 - t ~ h.  ``time_sampling='late'`` draws half
 batch with 1 - t log-uniform on [time_floor, 1] (U[0, 1] almost never visits 1 - t <
 1e-3), and ``net_time='log1m'`` feeds log(1 - t + floor) / log(floor) in [0, 1] to the
 time embedding, which then resolves every scale of 1 - t (t itself is ~ 1 over all of
-them).  Neither changes the minimizer; both are off by default.  On the
-sphere the paths are defined for every pair: at the exact antipode ``Sphere.log`` picks a
-deterministic minimizing geodesic (a null set, no effect on the loss).
+them).  Neither changes the minimizer; both are off by default.
 
 Coupling.  ``coupling='independent'``: x0 ~ p_0 independently of the data batch.
 ``coupling='ot'``: the base batch is re-paired with the data batch by the exact
