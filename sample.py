@@ -4,6 +4,13 @@
         [--checkpoint best|latest] [--seed 0] [--batch_size 1000]
         [--config.diffusion.sampler=ode ...]
 
+or redraw the run's plots (samples, density where the family has one, loss curve) into a
+folder, e.g. with another sampler setting (the samples use the run's evaluation key and
+config.eval.num_plot_samples, as at the end of training):
+
+    python sample.py --workdir runs/<name> --plots runs/<name>/plots_geometric
+        [--checkpoint best|latest] [--config.diffusion.sample_grid=geometric ...]
+
 --config.<key>=<value> may change the sampler settings, i.e. keys that leave the trained
 parameters unchanged: diffusion.sampler / sample_steps / sample_grid / corrector_*,
 flow_matching.sampler / sample_steps, and eval.* (the ODE tolerances).  Other keys fail.
@@ -11,6 +18,7 @@ flow_matching.sampler / sample_steps, and eval.* (the ODE tolerances).  Other ke
 Writes a .npy array of shape (num_samples, *M.shape) in the manifold's representation
 (unit vectors for spheres, angles in [-pi, pi) for tori, complex matrices for SU(n), ...).
 """
+import os
 import sys
 
 import numpy as np
@@ -25,9 +33,12 @@ def main(argv) -> int:
   from geogen import config as gconfig
   try:
     flags, overrides = gconfig.parse_command_line(argv, required=("workdir",))
-    allowed = {"workdir", "num_samples", "output", "checkpoint", "seed", "batch_size"}
+    allowed = {"workdir", "num_samples", "output", "checkpoint", "seed", "batch_size", "plots"}
     if set(flags) - allowed:
       raise gconfig.ConfigError(f"unknown flags; allowed: {', '.join('--' + a for a in sorted(allowed))}")
+    if "plots" in flags and set(flags) & {"num_samples", "output", "seed", "batch_size"}:
+      raise gconfig.ConfigError("--plots takes only --workdir, --checkpoint and --config.* "
+                                "(the plot settings are the run's config.eval.*)")
     num = int(flags.get("num_samples", 10000))
     which = flags.get("checkpoint", "best")
     if which not in ("best", "latest") or num < 1:
@@ -41,10 +52,18 @@ def main(argv) -> int:
   parallel.maybe_initialize_distributed()
   try:
     config, b, state, step = training.load_run(flags["workdir"], which=which,
-                                               overrides=overrides)
+                                               overrides=overrides,
+                                               load_dataset="plots" in flags)
   except gconfig.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  if "plots" in flags:
+    from geogen import plots
+    files = plots.make_plots(config, b, state, flags["workdir"], outdir=flags["plots"])
+    if parallel.is_main_process():
+      print(f"wrote {len(files)} plots of the {which} checkpoint (step {step}) to "
+            f"{flags['plots']}: {', '.join(os.path.basename(f) for f in files)}")
+    return 0
   key = jax.random.fold_in(jax.random.PRNGKey(int(flags.get("seed", 0))), 12345)
   bs = int(flags.get("batch_size", config.eval.batch_size))
   x = training.sample_points(b, state, key, num, bs)

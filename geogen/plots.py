@@ -325,12 +325,13 @@ def plot_points(manifold, data, samples, outdir, log_prob_fn=None, grid: int = 0
   return files
 
 
-def make_plots(config, b: dict, state, workdir: str) -> list:
-  """Samples (and density where cheap) of the EMA model of a run; loss curve."""
+def make_plots(config, b: dict, state, workdir: str, outdir: str | None = None) -> list:
+  """Samples (and density where cheap) of the EMA model of a run; loss curve.  Written to
+  outdir (default <workdir>/plots); returns the file paths relative to workdir."""
   import jax
 
   from geogen import training
-  outdir = os.path.join(workdir, "plots")
+  outdir = os.path.join(workdir, "plots") if outdir is None else outdir
   os.makedirs(outdir, exist_ok=True)
   ec = config.eval
   key = jax.random.fold_in(b["eval_key"], 3)

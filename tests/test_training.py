@@ -251,6 +251,17 @@ def test_cli_diffusion_end_to_end(tmp_path, capsys):
                           "--batch_size", "32", "--config.diffusion.sample_grid=geometric",
                           "--config.diffusion.sample_steps=7"]) == 0
   assert np.load(out2).shape == (32, 2)
+  # --plots redraws the run's figures into a folder with such a sampler setting
+  pdir = str(tmp_path / "plots_geometric")
+  assert sample_cli.main(["--workdir", wd, "--plots", pdir,
+                          "--config.diffusion.sample_grid=geometric",
+                          "--config.eval.density_grid=0"]) == 0
+  drawn = sorted(os.listdir(pdir))
+  assert "loss.png" in drawn and any(f.endswith("angles_heatmap.png") for f in drawn)
+  assert all(os.path.getsize(os.path.join(pdir, f)) > 1000 for f in drawn)
+  capsys.readouterr()
+  assert sample_cli.main(["--workdir", wd, "--plots", pdir, "--output", out2]) == 2
+  assert "--plots" in capsys.readouterr().err
   capsys.readouterr()
   assert sample_cli.main(["--workdir", wd, "--num_samples", "32", "--output", out2,
                           "--config.train.lr=0.5"]) == 2
