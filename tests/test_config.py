@@ -117,7 +117,7 @@ def test_config_json_of_an_older_run_gains_new_keys_with_their_defaults():
   """A config.json written before a key existed (here net.input_octaves and the diffusion
   net_time) still loads, with the defaults that reproduce the old behaviour; an unknown
   key in it still fails."""
-  cfg = gconfig.load_config("configs/earth_flood.py", [])  # defaults for both keys
+  cfg = gconfig.load_config("configs/torus_rna.py", [])  # defaults for these keys
   d = json.loads(gconfig.to_json(cfg))
   del d["net"]["input_octaves"], d["diffusion"]["net_time"], d["diffusion"]["sample_grid"]
   back = gconfig.from_json(d)
