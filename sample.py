@@ -35,7 +35,8 @@ def main(argv) -> int:
     flags, overrides = gconfig.parse_command_line(argv, required=("workdir",))
     allowed = {"workdir", "num_samples", "output", "checkpoint", "seed", "batch_size", "plots"}
     if set(flags) - allowed:
-      raise gconfig.ConfigError(f"unknown flags; allowed: {', '.join('--' + a for a in sorted(allowed))}")
+      raise gconfig.ConfigError("unknown flags; allowed: "
+                                + ", ".join("--" + a for a in sorted(allowed)))
     if "plots" in flags and set(flags) & {"num_samples", "output", "seed", "batch_size"}:
       raise gconfig.ConfigError("--plots takes only --workdir, --checkpoint and --config.* "
                                 "(the plot settings are the run's config.eval.*)")

@@ -3,9 +3,10 @@
 Full run (50,000 steps; ~15 min on a 2-core CPU), 80/10/10 split from the seed.  The data
 are smooth at the ~0.01 rad scale (0.6% of locations repeat; a kernel density estimate is
 best at bandwidth 0.01 rad, benchmarks/earth_kde.py), so eps stays 1e-3 (noise scale
-sqrt(tau(eps)) = 0.01 rad; eps = 1e-7 overfit the earthquake training locations), with the other
-settings of defaults.sharp_diffusion: likelihood-weighted time sampling, log tau as network
-time and a positional encoding of the inputs.  Seed 0: 0.554 (0.809 with the plain settings):
+sqrt(tau(eps)) = 0.01 rad; on earthquake, eps = 1e-7 overfit the training locations),
+with the other settings of defaults.sharp_diffusion: likelihood-weighted time sampling,
+log tau as network time and a positional encoding of the inputs.  Seed 0: 0.554 (0.809
+with the plain settings):
 
     python train.py --config configs/earth_flood.py --workdir runs/earth_flood
 
