@@ -54,7 +54,7 @@ def run_one(group, L, beta, args):
   init = man.random_uniform(k_init, (args.chains,))
   eps0 = jnp.full((args.chains,), args.step, jnp.empty((), init.dtype).real.dtype)
   run = hmc.compiled_run(t.log_prob, man, t.observables, args.leapfrog, 0.1, args.samples,
-                         args.burnin, 1, True, 0.8, False, True)
+                         args.burnin, 1, True, 0.8, False)
   t0 = time.perf_counter()
   compiled = run.lower(k_run, init, eps0).compile()
   t_compile = time.perf_counter() - t0

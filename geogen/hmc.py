@@ -12,10 +12,8 @@ v -> -v, so the Metropolis test exp(H_old - H_new) is exact):
   torus), v unchanged.
 * SU(n) and powers of it (bi-invariant metric): left-trivialized momentum A = U^H v in su(n)
   (the law of U^H ``M.random_normal_tangent``; |A| = |v|); geodesics are U exp(t A), so
-  U <- U expm(eps A) (the map of ``SpecialUnitary.exp``) with A unchanged: the standard
-  lattice-QCD update.  For SU(2) / SU(3) the same map is computed with elementwise ops
-  (`expm_su`, `reproject_su`; `fast_su=False` uses ``M.exp``), since XLA on CPU is slow on
-  batches of tiny matmuls.  Any U <- U phi(eps A) with phi(-X) = phi(X)^-1 is exactly
+  U <- U expm(eps A) (``SpecialUnitary.exp``, re-projected) with A unchanged: the standard
+  lattice-QCD update.  Any U <- U phi(eps A) with phi(-X) = phi(X)^-1 is exactly
   volume-preserving and reversible; expm is also the exact geodesic flow.
 * any other manifold (spheres, hyperbolic): x(t) = exp_x(t v), and the new momentum is the
   geodesic velocity d/dt exp_x(t v) at t = eps (forward-mode autodiff), valid beyond the
@@ -43,97 +41,12 @@ import numpy as np
 
 from manifolds.flat import Euclidean, Torus
 from manifolds.power import Power
-from manifolds.special_unitary import SpecialUnitary
-
-_HI = jax.lax.Precision.HIGHEST
+from manifolds.special_unitary import SpecialUnitary, matmul, su_project
 
 
 # ======================================================================== small matrices
-def small_matmul(a, b):
-  """a @ b for stacks of small square matrices (..., n, n).
-
-  For n <= 4 as a sum of broadcast products: XLA on CPU runs batched dot_general of tiny
-  matrices one by one, 10-50x slower than these fused elementwise ops.
-  """
-  n = a.shape[-1]
-  if n > 4:
-    return jnp.matmul(a, b, precision=_HI)
-  out = a[..., :, 0, None] * b[..., None, 0, :]
-  for k in range(1, n):
-    out = out + a[..., :, k, None] * b[..., None, k, :]
-  return out
-
-
 def _dag(a):
   return jnp.conj(jnp.swapaxes(a, -1, -2))
-
-
-def su_project(a):
-  """Orthogonal projection of (..., n, n) matrices onto su(n) (skew-Hermitian, traceless)."""
-  n = a.shape[-1]
-  s = 0.5 * (a - _dag(a))
-  tr = jnp.trace(s, axis1=-2, axis2=-1)
-  return s - (tr / n)[..., None, None] * jnp.eye(n, dtype=a.dtype)
-
-
-def _sq_frob(a):
-  return jnp.sum(jnp.real(jnp.conj(a) * a), axis=(-2, -1))
-
-
-def expm_su(a):
-  """exp of (..., n, n) elements of su(n), n in {2, 3} (elementwise ops only).
-
-  n = 2: a^2 = -(|a|^2 / 2) I, so exp(a) = cos(s) I + sin(s)/s a with s = |a| / sqrt(2).
-  n = 3: Taylor polynomial of degree 12 (Horner) of a / 2^k, |a / 2^k| <= 1/4 (Frobenius,
-  per matrix), then k squarings (truncation error < 0.25^13 / 13! ~ 2e-18 before squaring).
-  """
-  n = a.shape[-1]
-  eye = jnp.eye(n, dtype=a.dtype)
-  sq = _sq_frob(a)
-  if n == 2:
-    s2 = 0.5 * sq
-    s = jnp.sqrt(s2)
-    small = s2 < 1e-8
-    ss = jnp.where(small, 1.0, s)
-    sinc = jnp.where(small, 1.0 - s2 / 6.0, jnp.sin(ss) / ss)
-    return jnp.cos(s)[..., None, None].astype(a.dtype) * eye + sinc[..., None, None].astype(a.dtype) * a
-  norm = jnp.sqrt(sq)
-  k = jnp.maximum(jnp.ceil(jnp.log2(jnp.maximum(norm, 1e-30) / 0.25)), 0.0)
-  x = a * jnp.exp2(-k)[..., None, None].astype(a.dtype)
-  e = eye + x / 12.0
-  for j in range(11, 0, -1):
-    e = eye + small_matmul(x, e) / float(j)
-  kmax = jnp.max(k).astype(jnp.int32)
-
-  def square(i, e):
-    return jnp.where((i < k)[..., None, None], small_matmul(e, e), e)
-
-  return jax.lax.fori_loop(0, kmax, square, e)
-
-
-def _det3(u):
-  return (u[..., 0, 0] * (u[..., 1, 1] * u[..., 2, 2] - u[..., 1, 2] * u[..., 2, 1])
-          - u[..., 0, 1] * (u[..., 1, 0] * u[..., 2, 2] - u[..., 1, 2] * u[..., 2, 0])
-          + u[..., 0, 2] * (u[..., 1, 0] * u[..., 2, 1] - u[..., 1, 1] * u[..., 2, 0]))
-
-
-def reproject_su(u):
-  """Round-off repair of near-SU(n) matrices, n in {2, 3} (elementwise ops only).
-
-  n = 2: rebuild [[a, -conj(b)], [b, conj(a)]] from the normalized first column (exactly
-  SU(2) to round-off).  n = 3: one Newton-Schulz polar step, then divide by det^(1/3)
-  (principal root; det = 1 + O(eps)).
-  """
-  n = u.shape[-1]
-  if n == 2:
-    a, b = u[..., 0, 0], u[..., 1, 0]
-    r = jnp.sqrt(jnp.real(a * jnp.conj(a) + b * jnp.conj(b))).astype(u.dtype)
-    a, b = a / r, b / r
-    return jnp.stack([jnp.stack([a, -jnp.conj(b)], -1), jnp.stack([b, jnp.conj(a)], -1)], -2)
-  eye = jnp.eye(n, dtype=u.dtype)
-  u = 0.5 * small_matmul(u, 3.0 * eye - small_matmul(_dag(u), u))
-  ang = jnp.angle(_det3(u))
-  return u * jnp.exp(-1j * (ang / 3.0).astype(u.dtype))[..., None, None]
 
 
 # ======================================================================== dynamics
@@ -170,13 +83,8 @@ def _euclidean_grad(log_prob, manifold, x):
   return lp, g
 
 
-def make_dynamics(log_prob, manifold, fast_su: bool = True) -> Dynamics:
-  """Leapfrog pieces for `manifold` (module docstring).
-
-  fast_su: for SU(2) / SU(3) use the elementwise `expm_su` / `reproject_su` (the same map as
-  `SpecialUnitary.exp`, U expm(eps A) re-projected, to round-off, and much faster on CPU);
-  False: drift with `manifold.exp` itself.
-  """
+def make_dynamics(log_prob, manifold) -> Dynamics:
+  """Leapfrog pieces for `manifold` (module docstring)."""
   kind = drift_kind(manifold)
   expand = manifold._expand
 
@@ -184,9 +92,6 @@ def make_dynamics(log_prob, manifold, fast_su: bool = True) -> Dynamics:
     return 0.5 * manifold.sq_norm(x, p)
 
   if kind == "su":
-    n = (manifold.base if isinstance(manifold, Power) else manifold).n
-    fast = fast_su and n in (2, 3)
-
     def momentum(key, x):
       # = U^H M.random_normal_tangent(key, U): P(Z), Z standard complex normal, P the
       # orthogonal projection onto su(n), i.e. identity covariance in the metric; drawn
@@ -197,13 +102,11 @@ def make_dynamics(log_prob, manifold, fast_su: bool = True) -> Dynamics:
 
     def force(x):
       lp, g = _euclidean_grad(log_prob, manifold, x)
-      return lp, su_project(small_matmul(_dag(x), g))
+      return lp, su_project(matmul(_dag(x), g))
 
     def drift(x, p, eps):
       e = expand(eps).astype(x.dtype) * p
-      if fast:
-        return reproject_su(small_matmul(x, expm_su(e))), p
-      return manifold.exp(x, small_matmul(x, e)), p
+      return manifold.exp(x, matmul(x, e)), p
 
     return Dynamics(momentum, kinetic, force, drift)
 
@@ -338,8 +241,8 @@ class HMCResult(NamedTuple):
 
 @functools.lru_cache(maxsize=64)
 def compiled_run(log_prob, manifold, observables, num_leapfrog, jitter, num_samples,
-                  num_burnin, thin, adapt, target_accept, keep_samples, fast_su):
-  dyn = make_dynamics(log_prob, manifold, fast_su)
+                  num_burnin, thin, adapt, target_accept, keep_samples):
+  dyn = make_dynamics(log_prob, manifold)
   kernel = make_kernel(dyn, manifold, num_leapfrog, jitter)
   total = num_burnin + num_samples * thin
 
@@ -395,8 +298,7 @@ def compiled_run(log_prob, manifold, observables, num_leapfrog, jitter, num_samp
 def run_hmc(log_prob, manifold, key, init, *, num_samples: int, step_size,
             num_leapfrog: int, num_burnin: int = 0, thin: int = 1,
             adapt_step_size: bool = False, target_accept: float = 0.8, jitter: float = 0.1,
-            observables: Optional[Callable] = None, keep_samples: bool = True,
-            fast_su: bool = True) -> HMCResult:
+            observables: Optional[Callable] = None, keep_samples: bool = True) -> HMCResult:
   """Run C = init.shape[0] independent HMC chains.
 
   log_prob: (C, *shape) -> (C,) unnormalized log-density w.r.t. Riemannian volume.
@@ -405,7 +307,7 @@ def run_hmc(log_prob, manifold, key, init, *, num_samples: int, step_size,
   observables: optional x -> {name: (C,)} recorded along the chain (cheaper than samples for
   big lattices; set keep_samples=False to drop the samples).
   The compiled run is cached on (log_prob, manifold, settings): keep the same callables to
-  reuse it.  fast_su: see `make_dynamics`.
+  reuse it.
   """
   init = jnp.asarray(init)
   bs = manifold.batch_shape(init)
@@ -420,7 +322,7 @@ def run_hmc(log_prob, manifold, key, init, *, num_samples: int, step_size,
     raise ValueError(f"step_size must be > 0, got {step_size}")
   run = compiled_run(log_prob, manifold, observables, int(num_leapfrog), float(jitter),
                       int(num_samples), int(num_burnin), int(thin), bool(adapt_step_size),
-                      float(target_accept), bool(keep_samples), bool(fast_su))
+                      float(target_accept), bool(keep_samples))
   xs, obs, lps, acc, ap, eps, state = run(key, init, eps)
   return HMCResult(xs, obs, lps, acc, ap, eps, state)
 

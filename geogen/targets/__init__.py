@@ -49,7 +49,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from manifolds import Euclidean, Manifold, SpecialUnitary, Sphere, from_spec
+from manifolds import Euclidean, Manifold, Sphere, from_spec
 
 GRAMMAR = ("target spec := name | name '(' key=number, ... ')' | 'module:function'  "
            "(e.g. 'manywell', 'funnel(d=10)', 'lattice_u1(L=4,beta=1.0)', "
@@ -86,20 +86,11 @@ class Target:
 def autodiff_score(log_prob, manifold):
   """grad of log_prob as a Riemannian gradient (tangent vectors).  (B, *shape) -> same.
 
-  On SU(n) (and its powers), n <= 4, the projection U P(U^H G) of `egrad_to_rgrad` is done
-  with the elementwise `geogen.hmc.small_matmul` (same result, much faster on CPU).
   """
-  from geogen import hmc
-  base = getattr(manifold, "base", manifold)
-  fast_su = isinstance(base, SpecialUnitary) and base.n <= 4
-
   def score(x):
     g = jax.grad(lambda y: jnp.sum(log_prob(y)))(x)
     if manifold.is_complex:
       g = jnp.conj(g)  # JAX returns the conjugate of the real gradient for complex inputs
-    if fast_su:
-      dag = jnp.conj(jnp.swapaxes(x, -1, -2))
-      return hmc.small_matmul(x, hmc.su_project(hmc.small_matmul(dag, g)))
     return manifold.egrad_to_rgrad(x, g)
   return jax.jit(score)
 

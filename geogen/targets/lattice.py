@@ -46,7 +46,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from geogen.hmc import small_matmul
+from manifolds.special_unitary import matmul
 from geogen.targets import characters
 from manifolds.flat import Torus
 from manifolds.power import Power
@@ -104,10 +104,11 @@ def plaquette_re_trace(u0, u1):
   """Re tr U_p for SU(N) links.  (B, L, L, N, N) x2 -> (B, L, L).
 
   Re tr(A B C^H D^H) = Re sum_ab (A B)_ab conj((D C)_ab): two matmuls instead of three
-  (elementwise `small_matmul`, much faster than batched dot on CPU for N <= 4).
+  (elementwise `manifolds.special_unitary.matmul`, much faster than batched dot on CPU for
+  N <= 4).
   """
-  ab = small_matmul(u0, jnp.roll(u1, -1, axis=-4))
-  dc = small_matmul(u1, jnp.roll(u0, -1, axis=-3))
+  ab = matmul(u0, jnp.roll(u1, -1, axis=-4))
+  dc = matmul(u1, jnp.roll(u0, -1, axis=-3))
   return jnp.real(jnp.sum(ab * jnp.conj(dc), axis=(-2, -1)))
 
 
