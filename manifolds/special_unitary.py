@@ -538,7 +538,14 @@ def _fix_det(u):
 
 
 def _reproject(u):
-  """One Newton-Schulz polar step (error e -> O(e^2)) and determinant fix."""
+  """Round-off repair of near-SU(n) matrices.  n = 2: rebuild [[a, -conj(b)], [b, conj(a)]]
+  from the normalized first column (in SU(2) to round-off; cheaper than the general step).
+  Else one Newton-Schulz polar step (error e -> O(e^2)) and determinant fix."""
+  if u.shape[-1] == 2:
+    a, b = u[..., 0, 0], u[..., 1, 0]
+    r = jnp.sqrt(jnp.real(a * jnp.conj(a) + b * jnp.conj(b))).astype(u.dtype)
+    a, b = a / r, b / r
+    return jnp.stack([jnp.stack([a, -jnp.conj(b)], -1), jnp.stack([b, jnp.conj(a)], -1)], -2)
   eye = _eye_like(u)
   u = 0.5 * matmul(u, 3.0 * eye - matmul(_dag(u), u))
   return _fix_det(u)
