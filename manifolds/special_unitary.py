@@ -391,7 +391,6 @@ def _unitary_eig_jacobi(m):
   arcs of width pi/2 around the points -e, one holds no eigenvalue (n <= 3), so the chosen
   shift has |det| >= (2 sin(pi/8))^n and every factor >= 0.11 (e + m well conditioned, H's
   eigenvalues tan((theta_k - phi)/2) bounded by 18).  H by the adjugate, then Jacobi."""
-  n = m.shape[-1]
   rdt = nx.real_dtype(m)
   eye = _eye_like(m)
   dets = jnp.stack([jnp.abs(_det(e * eye + m)) for e in _SHIFTS], -1)
