@@ -384,6 +384,22 @@ def _eigh(h):
   return _jacobi_eigh_lists(d, o, _jacobi_sweeps(n, h.dtype))
 
 
+@jax.custom_jvp
+def _eigvalsh(h):
+  """Eigenvalues (..., n) of complex Hermitian (..., n, n) matrices, n <= 3 by `_eigh`
+  (unordered).  JVP: d lambda_k = Re(q_k^H dh q_k), which gives every symmetric function of
+  the eigenvalues its exact derivative, also at repeated eigenvalues."""
+  return _eigh(h)[0]
+
+
+@_eigvalsh.defjvp
+def _eigvalsh_jvp(primals, tangents):
+  (h,), (dh,) = primals, tangents
+  lam, q = _eigh(h)
+  b = matmul(_dag(q), matmul(dh, q))
+  return lam, jnp.real(jnp.diagonal(b, axis1=-2, axis2=-1))
+
+
 def _unitary_eig_jacobi(m):
   """`_unitary_eig` for n <= 3 without LAPACK (batched LAPACK calls on tiny matrices are
   slow on CPU).  Cayley transform H = i (e - m)(e + m)^{-1} with the shift e among
@@ -775,7 +791,8 @@ class SpecialUnitary(Manifold):
     if self.n == 2:  # eigenvalues of a: +- i s, s^2 = |a|^2 / 2 (no eigensolver)
       s = nx.safe_sqrt(0.5 * jnp.real(jnp.sum(jnp.conj(a) * a, axis=(-2, -1))))
       return 2.0 * _log_abs_sinc(s)
-    alpha = jnp.linalg.eigvalsh(-1j * a)  # real, i alpha = eigenvalues of a
+    h = -1j * a                            # Hermitian; i alpha = eigenvalues of a
+    alpha = _eigvalsh(h) if self.n == 3 else jnp.linalg.eigvalsh(h)
     p, q = self._pairs[:, 0], self._pairs[:, 1]
     r = 0.5 * (alpha[..., p] - alpha[..., q])
     return jnp.sum(2.0 * _log_abs_sinc(r), axis=-1)

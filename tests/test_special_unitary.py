@@ -458,6 +458,28 @@ def test_log_det_exp_f32_and_grad():
   assert np.isfinite(float(g))
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_log_det_exp_gradient_vs_differences(n):
+  """d/ds log_det_exp(x, s v) against central differences (float64), at generic v and at v
+  with repeated eigenvalues (i diag(1, 1, -2) for n = 3), where single eigenvalues are not
+  differentiable but their symmetric functions are."""
+  M = SpecialUnitary(n)
+  rng = np.random.default_rng(21 + n)
+  x = jnp.asarray(np_haar(rng, n, 1)[0])
+  basis = su_basis(n)
+  vs = [np.einsum("k,kij->ij", rng.normal(size=n * n - 1), basis)]
+  if n == 3:
+    vs.append(1j * np.diag([1.0, 1.0, -2.0]))
+  for v in vs:
+    v = np.asarray(x) @ v / np.linalg.norm(v)
+    f = lambda s: M.log_det_exp(x, s * jnp.asarray(v))  # noqa: E731
+    for s0 in (0.3, 1.2, 2.5):
+      g = float(jax.grad(f)(s0))
+      h = 1e-5
+      fd = (float(f(s0 + h)) - float(f(s0 - h))) / (2 * h)
+      assert abs(g - fd) < 1e-7 * (1 + abs(fd)), (n, s0, g, fd)
+
+
 # ============================================================================ uniform law / volume
 def test_log_volume():
   for n in (2, 3, 4, 5):
