@@ -386,8 +386,8 @@ def _eigh(h):
 
 @jax.custom_jvp
 def _eigvalsh(h):
-  """Eigenvalues (..., n) of complex Hermitian (..., n, n) matrices, n <= 3 by `_eigh`
-  (unordered).  JVP: d lambda_k = Re(q_k^H dh q_k), which gives every symmetric function of
+  """Eigenvalues (..., n) of complex Hermitian (..., n, n) matrices by `_eigh` (Jacobi for
+  n <= 3, unordered).  JVP: d lambda_k = Re(q_k^H dh q_k), which gives every symmetric function of
   the eigenvalues its exact derivative, also at repeated eigenvalues."""
   return _eigh(h)[0]
 
@@ -587,22 +587,23 @@ def _svd(z):
   if n > 3:
     return tuple(jnp.linalg.svd(z))
 
-  def elementwise(z):
-    lam, v = _eigh(matmul(_dag(z), z))
+  def elementwise(z, g):
+    lam, v = _eigh(g)
     s = jnp.sqrt(jnp.maximum(lam, jnp.finfo(lam.dtype).tiny))
     return matmul(z, v) / s[..., None, :].astype(z.dtype), s, _dag(v)
 
-  def lapack(z):
+  def lapack(z, g):
+    del g
     return tuple(jnp.linalg.svd(z))
 
-  # singular values from the characteristic polynomial would cost as much; use the Gram
-  # matrix's Gershgorin discs: every eigenvalue of z^H z lies in [min(d - r), max(d + r)].
+  # The route's Gram matrix g = z^H z also gates it: by Gershgorin every eigenvalue of g
+  # lies in [min(d - r), max(d + r)].
   g = matmul(_dag(z), z)
   d = jnp.real(jnp.diagonal(g, axis1=-2, axis2=-1))
   r = jnp.sum(jnp.abs(g), axis=-1) - jnp.abs(d)
   lo, hi = jnp.min(d - r, axis=-1), jnp.max(d + r, axis=-1)
   ok = jnp.all((lo > 0) & (lo >= (_SVD_FAST_MIN_RATIO ** 2) * hi))
-  return jax.lax.cond(ok, elementwise, lapack, z)
+  return jax.lax.cond(ok, elementwise, lapack, z, g)
 
 
 @jax.custom_jvp
@@ -791,8 +792,7 @@ class SpecialUnitary(Manifold):
     if self.n == 2:  # eigenvalues of a: +- i s, s^2 = |a|^2 / 2 (no eigensolver)
       s = nx.safe_sqrt(0.5 * jnp.real(jnp.sum(jnp.conj(a) * a, axis=(-2, -1))))
       return 2.0 * _log_abs_sinc(s)
-    h = -1j * a                            # Hermitian; i alpha = eigenvalues of a
-    alpha = _eigvalsh(h) if self.n == 3 else jnp.linalg.eigvalsh(h)
+    alpha = _eigvalsh(-1j * a)  # real, i alpha = eigenvalues of a
     p, q = self._pairs[:, 0], self._pairs[:, 1]
     r = 0.5 * (alpha[..., p] - alpha[..., q])
     return jnp.sum(2.0 * _log_abs_sinc(r), axis=-1)
