@@ -221,6 +221,25 @@ def solve_ode(manifold: Manifold, f: Callable, x0, t0, t1, *, solver: str = "dop
   return x1.reshape(x0.shape), nfe.reshape(bs), ok.reshape(bs)
 
 
+def is_concrete(a) -> bool:
+  """True outside jax transformations: host-side checks (which raise) run only then."""
+  return not isinstance(a, jax.core.Tracer)
+
+
+def checked_nfe_stats(nfe, ok, what: str) -> dict:
+  """Checks a batched solve and summarizes its cost.  nfe, ok: (...) per point.
+
+  Eagerly: raises RuntimeError (`raise_if_failed`) if any point failed, else returns
+  {'nfe': int (max over points), 'nfe_mean': float}.  Under a jax transformation (where
+  nothing can be raised) returns {'nfe', 'nfe_mean', 'ok'} as arrays for the caller."""
+  if not is_concrete(ok):
+    return {"nfe": jnp.max(nfe), "nfe_mean": jnp.mean(nfe), "ok": ok}
+  raise_if_failed(ok, what)
+  nfe = np.asarray(nfe)
+  return {"nfe": int(nfe.max()) if nfe.size else 0,
+          "nfe_mean": float(nfe.mean()) if nfe.size else 0.0}
+
+
 def raise_if_failed(ok, what: str = "ODE solve") -> None:
   """Host-side check: raise RuntimeError if any entry of `ok` is False."""
   ok = np.asarray(ok)

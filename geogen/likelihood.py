@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from geogen import integrators
 from manifolds.base import Manifold
@@ -272,6 +273,27 @@ def raise_if_failed(logp, stats, what: str = "log-likelihood ODE") -> None:
   """Host-side: raise RuntimeError if any point failed (solver error or non-finite)."""
   ok = np.asarray(stats["ok"]) & np.isfinite(np.asarray(logp))
   integrators.raise_if_failed(ok, what)
+
+
+def checked_model_log_prob(model, impl: Callable, x, key, what: str):
+  """The eager entry point shared by the families' `log_prob_and_stats`.
+
+  model: an nnx module with `.manifold` and `.eval_cfg`; impl(graphdef, state, x, key) ->
+  (logp, stats) its jitted `ode_log_prob` call; x: (B, *M.shape).  Returns the (B,)
+  log-density w.r.t. Riemannian volume and {'nfe' (slowest point), 'nfe_mean',
+  'divergence' ('exact' | 'hutchinson')}.  Eagerly, points off M raise ValueError and any
+  failure (solver error, non-finite value) raises RuntimeError naming `what`; under a jax
+  transformation the stats also carry 'ok' (B,)."""
+  m = model.manifold
+  x = jnp.asarray(x)
+  if integrators.is_concrete(x):
+    m.check(x)
+  graphdef, state = nnx.split(model)
+  logp, st = impl(graphdef, state, x, key)
+  ok = st["ok"] & jnp.isfinite(logp)
+  stats = integrators.checked_nfe_stats(st["nfe"], ok, what)
+  stats["divergence"] = divergence_mode(model.eval_cfg, m)
+  return logp, stats
 
 
 def log_prob(manifold: Manifold, f: Callable, x, t0, t1, cfg, key=None,

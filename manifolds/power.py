@@ -7,7 +7,6 @@ are sums over the k factors and distances are root-sum-of-squares.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from manifolds import _numerics as nx

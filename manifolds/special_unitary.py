@@ -424,7 +424,6 @@ def _unitary_eig_jacobi(m):
 
 def _unitary_eig_lapack(m):
   """`_unitary_eig` by LAPACK: Cayley shift from the Hermitian part's eigenvalues, eigh."""
-  n = m.shape[-1]
   rdt = nx.real_dtype(m)
   herm = 0.5 * (m + _dag(m))
   c = jnp.clip(jnp.linalg.eigvalsh(herm), -1.0, 1.0)

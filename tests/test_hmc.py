@@ -39,7 +39,6 @@ def _random_state(man, seed, c=4):
   rng = np.random.default_rng(seed)
   base = getattr(man, "base", man)
   if hasattr(base, "n") and type(base).__name__ == "SpecialUnitary":
-    n = base.n
     z = rng.standard_normal((c,) + man.shape + (2,)) @ np.array([1.0, 1j])
     q, r = np.linalg.qr(z)
     q = q * (np.diagonal(r, axis1=-2, axis2=-1) / np.abs(np.diagonal(r, axis1=-2, axis2=-1)))[

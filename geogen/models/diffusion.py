@@ -63,7 +63,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 
 from geogen import integrators, likelihood, nets
@@ -253,10 +252,6 @@ def loss(model: DiffusionModel, batch, key):
   return value, {"loss": value, "baseline": baseline}
 
 
-def _is_concrete(a) -> bool:
-  return not isinstance(a, jax.core.Tracer)
-
-
 @partial(jax.jit, static_argnums=(0, 3))
 def _sample_impl(graphdef, state, key, num):
   model = nnx.merge(graphdef, state)
@@ -297,7 +292,7 @@ def sample(model: DiffusionModel, key, num: int):
   off M (or the ODE solve failed) when called eagerly."""
   graphdef, state = nnx.split(model)
   x, ok = _sample_impl(graphdef, state, key, int(num))
-  if _is_concrete(ok):
+  if integrators.is_concrete(ok):
     integrators.raise_if_failed(ok, f"diffusion sampling ({model.cfg.sampler})")
   return x
 
@@ -314,21 +309,8 @@ def log_prob_and_stats(model: DiffusionModel, x, key):
   'nfe' (int: field evaluations of the slowest point = batched network passes),
   'nfe_mean' (float), 'divergence' ('exact' | 'hutchinson').  Raises RuntimeError on
   any failure (solver error, non-finite value) and ValueError for points off M."""
-  m = model.manifold
-  x = jnp.asarray(x)
-  if _is_concrete(x):
-    m.check(x)
-  graphdef, state = nnx.split(model)
-  logp, st = _log_prob_impl(graphdef, state, x, key)
-  if _is_concrete(logp):
-    likelihood.raise_if_failed(logp, st, "diffusion log-likelihood (probability-flow ODE)")
-    nfe = np.asarray(st["nfe"])
-    stats = {"nfe": int(nfe.max()) if nfe.size else 0,
-             "nfe_mean": float(nfe.mean()) if nfe.size else 0.0}
-  else:
-    stats = {"nfe": jnp.max(st["nfe"]), "nfe_mean": jnp.mean(st["nfe"]), "ok": st["ok"]}
-  stats["divergence"] = likelihood.divergence_mode(model.eval_cfg, m)
-  return logp, stats
+  return likelihood.checked_model_log_prob(
+      model, _log_prob_impl, x, key, "diffusion log-likelihood (probability-flow ODE)")
 
 
 def log_prob(model: DiffusionModel, x, key):

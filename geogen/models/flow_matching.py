@@ -272,10 +272,6 @@ def loss(model: FlowMatchingModel, batch, key):
 
 
 # ============================================================================ sampling
-def _is_concrete(a) -> bool:
-  return not isinstance(a, jax.core.Tracer)
-
-
 @partial(jax.jit, static_argnums=(0, 3, 4, 5))
 def _sample_impl(graphdef, state, key, num, sampler, steps):
   model = nnx.merge(graphdef, state)
@@ -305,12 +301,7 @@ def sample_and_stats(model: FlowMatchingModel, key, num: int, sampler=None, step
     raise ValueError(f"sampler must be one of {SAMPLERS} and steps >= 1, got {sampler!r}, {steps}")
   graphdef, state = nnx.split(model)
   x, nfe, ok = _sample_impl(graphdef, state, key, int(num), sampler, steps)
-  if _is_concrete(ok):
-    integrators.raise_if_failed(ok, f"flow matching sampling ({sampler})")
-    nfe = np.asarray(nfe)
-    return x, {"nfe": int(nfe.max()) if nfe.size else 0,
-               "nfe_mean": float(nfe.mean()) if nfe.size else 0.0}
-  return x, {"nfe": jnp.max(nfe), "nfe_mean": jnp.mean(nfe), "ok": ok}
+  return x, integrators.checked_nfe_stats(nfe, ok, f"flow matching sampling ({sampler})")
 
 
 def sample(model: FlowMatchingModel, key, num: int):
@@ -332,21 +323,8 @@ def log_prob_and_stats(model: FlowMatchingModel, x, key):
   'nfe' (int: field evaluations of the slowest point), 'nfe_mean' (float),
   'divergence' ('exact' | 'hutchinson').  Raises RuntimeError on any failure (solver
   error, non-finite value) and ValueError for points off M."""
-  m = model.manifold
-  x = jnp.asarray(x)
-  if _is_concrete(x):
-    m.check(x)
-  graphdef, state = nnx.split(model)
-  logp, st = _log_prob_impl(graphdef, state, x, key)
-  if _is_concrete(logp):
-    likelihood.raise_if_failed(logp, st, "flow matching log-likelihood (ODE)")
-    nfe = np.asarray(st["nfe"])
-    stats = {"nfe": int(nfe.max()) if nfe.size else 0,
-             "nfe_mean": float(nfe.mean()) if nfe.size else 0.0}
-  else:
-    stats = {"nfe": jnp.max(st["nfe"]), "nfe_mean": jnp.mean(st["nfe"]), "ok": st["ok"]}
-  stats["divergence"] = likelihood.divergence_mode(model.eval_cfg, m)
-  return logp, stats
+  return likelihood.checked_model_log_prob(
+      model, _log_prob_impl, x, key, "flow matching log-likelihood (ODE)")
 
 
 def log_prob(model: FlowMatchingModel, x, key):

@@ -128,7 +128,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from geogen import nets
+from geogen import integrators, nets
 from geogen.models import FrozenConfig
 from manifolds.base import Manifold
 
@@ -868,7 +868,7 @@ def make_batch(model, fstate, key, step):
   """The training batch of one step (called by geogen.training inside the jitted scan,
   without gradient): on-policy trajectories (with exploration), local search and buffer
   trajectories.  -> (batch, new family state, metrics)."""
-  c, m = model.cfg, model.manifold
+  c = model.cfg
   k_on, k_ls, k_buf, k_bw, k_pr = jax.random.split(key, 5)
   n_off = num_off_policy(c, model.batch_size)
   n_on = model.batch_size - n_off
@@ -903,10 +903,6 @@ def make_batch(model, fstate, key, step):
 
 
 # ============================================================================ sampling
-def _is_concrete(a) -> bool:
-  return not isinstance(a, jax.core.Tracer)
-
-
 @partial(jax.jit, static_argnums=(0, 3))
 def _sample_impl(graphdef, state, key, num):
   model = nnx.merge(graphdef, state)
@@ -919,7 +915,7 @@ def sample(model: GFlowNetModel, key, num: int):
   is non-finite or off M (when called eagerly)."""
   graphdef, state = nnx.split(model)
   x, ok = _sample_impl(graphdef, state, key, int(num))
-  if _is_concrete(ok) and not bool(np.all(np.asarray(ok))):
+  if integrators.is_concrete(ok) and not bool(np.all(np.asarray(ok))):
     raise RuntimeError(f"gflownet sampling produced {int(np.sum(~np.asarray(ok)))} of {num} "
                        "points that are non-finite or off the manifold")
   return x
