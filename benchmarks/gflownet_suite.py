@@ -29,10 +29,12 @@ import glob
 import json
 import math
 import os
-import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.results_table import run_dir, train  # noqa: E402  (one runner for both tables)
 
 # Small settings for a smoke check of the whole pipeline (not for numbers).
 TINY = ["train.num_steps=20", "train.batch_size=16", "train.steps_per_dispatch=10",
@@ -46,20 +48,6 @@ TINY = ["train.num_steps=20", "train.batch_size=16", "train.steps_per_dispatch=1
 def all_configs() -> list:
   return sorted(os.path.splitext(os.path.basename(p))[0]
                 for p in glob.glob(os.path.join(ROOT, "configs", "gfn_*.py")))
-
-
-def run_dir(root: str, name: str, tag: str, seed: int) -> str:
-  return os.path.join(root, name + (f"+{tag}" if tag else ""), f"seed{seed}")
-
-
-def train(name: str, seed: int, workdir: str, overrides) -> None:
-  """Run (or resume) one training; raises if train.py fails."""
-  cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config",
-         os.path.join(ROOT, "configs", f"{name}.py"), "--workdir", workdir,
-         f"--config.seed={seed}", "--config.train.progress=False"]
-  cmd += [f"--config.{o}" for o in overrides]
-  print("$", " ".join(cmd), flush=True)
-  subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 def _stat(evals, key):
