@@ -199,3 +199,17 @@ def test_corrector_is_called_and_jit_works():
   jax.block_until_ready(out)
   assert len(seen) == 5
   np.testing.assert_allclose(out, 0.0)
+
+
+def test_checked_nfe_stats_eager_and_traced():
+  nfe = jnp.array([3, 7, 5], jnp.int32)
+  st = integrators.checked_nfe_stats(nfe, jnp.array([True, True, True]), "toy solve")
+  assert st == {"nfe": 7, "nfe_mean": 5.0}
+  assert isinstance(st["nfe"], int) and isinstance(st["nfe_mean"], float)
+  with pytest.raises(RuntimeError, match="toy solve failed for 1 of 3"):
+    integrators.checked_nfe_stats(nfe, jnp.array([True, False, True]), "toy solve")
+  # under jit nothing can be raised: the stats stay arrays and carry 'ok' for the caller
+  st = jax.jit(lambda n, o: integrators.checked_nfe_stats(n, o, "toy"))(
+      nfe, jnp.array([True, False, True]))
+  assert int(st["nfe"]) == 7 and float(st["nfe_mean"]) == 5.0
+  assert np.asarray(st["ok"]).tolist() == [True, False, True]
