@@ -30,15 +30,14 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.earth_kde import kde_log_prob, sq_chords  # noqa: E402
+from benchmarks.earth_kde import kde_log_kernel, sq_chords  # noqa: E402
 from geogen import training  # noqa: E402
 
 
 def log_q(x: np.ndarray, centres: np.ndarray, h: float, chunk: int = 512) -> np.ndarray:
   """log KDE(h) on S^2.  x: (N, 3), centres: (C, 3) -> (N,)."""
-  with np.errstate(divide="ignore"):  # log of the zero uniform weight
-    out = [kde_log_prob(sq_chords(x[i:i + chunk], centres), h, 0.0)
-           for i in range(0, len(x), chunk)]
+  out = [kde_log_kernel(sq_chords(x[i:i + chunk], centres), 1.0 / h**2)
+         for i in range(0, len(x), chunk)]
   return np.concatenate(out)
 
 
