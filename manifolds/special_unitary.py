@@ -384,6 +384,12 @@ def _eigh(h):
   return _jacobi_eigh_lists(d, o, _jacobi_sweeps(n, h.dtype))
 
 
+def _diag_in_basis(q, d):
+  """diag(q^H d q), (..., n): the first-order eigenvalue perturbations of d in the
+  eigenbasis q (columns), shared by the eigenvalue / eigen-angle JVPs."""
+  return jnp.diagonal(matmul(_dag(q), matmul(d, q)), axis1=-2, axis2=-1)
+
+
 @jax.custom_jvp
 def _eigvalsh(h):
   """Eigenvalues (..., n) of complex Hermitian (..., n, n) matrices by `_eigh` (Jacobi for
@@ -396,8 +402,7 @@ def _eigvalsh(h):
 def _eigvalsh_jvp(primals, tangents):
   (h,), (dh,) = primals, tangents
   lam, q = _eigh(h)
-  b = matmul(_dag(q), matmul(dh, q))
-  return lam, jnp.real(jnp.diagonal(b, axis1=-2, axis2=-1))
+  return lam, jnp.real(_diag_in_basis(q, dh))
 
 
 def _unitary_eig_jacobi(m):
@@ -456,8 +461,7 @@ def _angles_aligned(m):
 def _angles_aligned_jvp(primals, tangents):
   (m,), (dm,) = primals, tangents
   h, q = _unitary_eig(m)
-  b = matmul(_dag(q), matmul(dm, q))
-  db = jnp.diagonal(b, axis1=-2, axis2=-1)
+  db = _diag_in_basis(q, dm)
   dh = jnp.imag(jnp.exp(-1j * h.astype(m.dtype)) * db).astype(h.dtype)
   dh = dh - jnp.mean(dh, axis=-1, keepdims=True)
   return h, dh
