@@ -3,8 +3,8 @@
 Geodesic conditional paths from the uniform base law (geogen.models.flow_matching), the
 network / evaluation settings of the diffusion run configs/earth_flood.py (resmlp 256 x 4,
 batch 512) with an 8-octave positional encoding of the inputs and 100,000 steps (~30 min
-on a 2-core CPU), 80/10/10 split from the seed.  Seeds 0-3: 0.495, 0.644, 0.521, 0.654
-(0.579 +- 0.082; best validation at steps 40,000-55,000; seed 0 gave 0.509 without the
+on a 2-core CPU), 80/10/10 split from the seed.  Seeds 0-4: 0.495, 0.644, 0.521, 0.654,
+0.542 (0.571 +- 0.073; best validation at steps 40,000-60,000; seed 0 gave 0.509 without the
 encoding at 50,000 steps; README, earth flow matching).
 Flood locations rarely repeat (0.6%), so the settings for repeated locations
 (defaults.sharp_flow_matching) are not used: they overfit earthquake (17% repeated):
